@@ -1,0 +1,103 @@
+# switchyard — build, test, demo.
+#
+#   make            build build/switchyard and build/switchyard-sim
+#   make deps       install what is missing (Debian 12, as root)
+#   make test       deps + build + every test (unit, integration, e2e) + the ASan run
+#   make check-asan the same suite against an AddressSanitizer+UBSan build
+#   make run        two sims + switchyard in the foreground (Ctrl-C stops all)
+#   make demo       run, drive traffic from simulated users, print the split
+#
+# BUILD selects the output folder, SANITIZE=1 builds with ASan+UBSan.
+
+BUILD    ?= build
+SANITIZE ?= 0
+CC       ?= cc
+
+PKGS      := libevent libevent_pthreads libcurl libcjson yaml-0.1
+TEST_PKGS := cmocka
+
+CFLAGS_COMMON := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -g -I. -Irouter -Iflags -Irollback
+ifeq ($(SANITIZE),1)
+  CFLAGS_COMMON += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+  LDFLAGS_SAN   := -fsanitize=address,undefined
+else
+  CFLAGS_COMMON += -O2
+endif
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
+TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
+
+CFLAGS  := $(CFLAGS_COMMON) $(PKG_CFLAGS) $(TEST_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  := $(PKG_LIBS) -lpthread -lm
+LDFLAGS := $(LDFLAGS_SAN) $(EXTRA_LDFLAGS)
+
+# Everything but main() goes into one static library, so unit tests link
+# exactly the objects they exercise.
+LIB_SRCS  := $(filter-out router/main.c,$(wildcard router/*.c)) $(wildcard flags/*.c) \
+             $(wildcard rollback/*.c)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+SIM_SRCS  := $(wildcard sim/*.c)
+SIM_OBJS  := $(SIM_SRCS:%.c=$(BUILD)/obj/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps build unit test test-suite check-asan run demo clean fmt
+
+all: build
+
+build: $(BUILD)/switchyard $(BUILD)/switchyard-sim
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libswitchyard.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/switchyard: $(BUILD)/obj/router/main.o $(BUILD)/libswitchyard.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/switchyard-sim: $(SIM_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libswitchyard.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
+
+unit: $(UNIT_BINS)
+
+-include $(LIB_OBJS:.o=.d) $(SIM_OBJS:.o=.d) $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/obj/tests/unit/%.d) \
+         $(BUILD)/obj/router/main.d
+
+# Installs only what is missing: each pkg-config name and tool is probed first,
+# apt-get runs at most once (update + install), npm ci only when node_modules is stale.
+deps:
+	@sh tools/deps.sh
+
+# The suite itself; BUILD says which binaries it runs against.
+test-suite: build unit
+	@BUILD=$(BUILD) sh tests/run.sh
+
+check-asan: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=1 test-suite
+
+test: deps
+	@$(MAKE) --no-print-directory BUILD=build test-suite; rc1=$$?; \
+	 $(MAKE) --no-print-directory BUILD=build/asan SANITIZE=1 test-suite; rc2=$$?; \
+	 sh tests/total.sh build/test-results.txt build/asan/test-results.txt; \
+	 [ $$rc1 -eq 0 ] && [ $$rc2 -eq 0 ]
+
+run: deps build
+	@sh tools/run.sh
+
+demo: deps build
+	@sh tools/demo.sh
+
+fmt:
+	clang-format -i router/*.[ch] flags/*.[ch] sim/*.[ch] tests/unit/*.c
+
+clean:
+	rm -rf build
