@@ -1,0 +1,1346 @@
+/*
+ * config — YAML file -> validated, immutable config_t (see config.h).
+ *
+ * Two passes: config_yaml.c turns libyaml events into a node tree that keeps
+ * every node's position (and refuses anchors, aliases, tags, deep nesting);
+ * this file walks that tree with one table of known keys per block. A block is
+ * a field_t table plus small parse functions; adding a top-level block (say
+ * `fallback`) is one entry in top_fields[] and one function. Every problem is
+ * reported, none stops the walk; the load fails when at least one error was
+ * reported. Values of environment variables (keys, tokens) never appear in a
+ * message, and neither does anything that could be a key written into the file
+ * by mistake (api_key_env's value when it is not a variable name, URLs).
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "config_yaml.h"
+
+enum {
+    MAX_DEPTH = 32,           /* nesting cap handed to the YAML reader */
+    MAX_FILE_BYTES = 4 << 20, /* a config larger than this is refused */
+    PATH_CAP = 256,           /* "providers.original.timeouts.total_ms", ... */
+    SHOW_CAP = 96,            /* quoted user text in messages */
+    MAX_FIELDS = 32,          /* keys per block table */
+    NAME_MAX_LEN = 64,        /* provider and flag names */
+    ENV_NAME_MAX = 128
+};
+
+#define DEFAULT_LISTEN_HOST "127.0.0.1"
+#define DEFAULT_LISTEN_PORT 8080
+#define DEFAULT_ADMIN_HOST "127.0.0.1"
+#define DEFAULT_ADMIN_PORT 9090
+#define DEFAULT_MAX_BODY ((size_t)8 << 20)
+#define DEFAULT_MAX_HEADER ((size_t)64 << 10)
+#define DEFAULT_CONNECT_MS 10000L
+#define DEFAULT_FIRST_BYTE_MS 60000L
+#define DEFAULT_IDLE_MS 60000L
+#define DEFAULT_TOTAL_MS 600000L
+#define MAX_TIMEOUT_MS 86400000LL
+#define DEFAULT_FLAG "use_new_provider"
+
+static const char *const role_names[CONFIG_N_ROLES] = {"original", "new"};
+static const char *const default_sticky[] = {"header:x-user-id", "body:user", "api_key"};
+/* Flags the router evaluates; any other name is accepted with a warning. */
+static const char *const known_flags[] = {DEFAULT_FLAG};
+
+typedef config_yaml_node_t node_t;
+
+/* Load state: where messages go and what the cross-block checks need. */
+typedef struct {
+    const char *file;
+    config_errors_t *errs; /* may be NULL */
+    size_t n_errors;
+    config_t *cfg;
+    const node_t *flags_node; /* the `flags` mapping, when present */
+    int sticky_seen;          /* the flag being parsed has a `sticky` key */
+    const node_t *provider_node[CONFIG_N_ROLES];
+    const node_t *name_node[CONFIG_N_ROLES];
+    const node_t *listen_node;
+    const node_t *admin_listen_node;
+    const node_t *workers_node;
+} ld_t;
+
+/* ---- messages ---------------------------------------------------------- */
+
+static int push_line(char ***arr, size_t *n, char *line)
+{
+    char **a = realloc(*arr, (*n + 1) * sizeof *a);
+    if (a == NULL) {
+        free(line);
+        return -1;
+    }
+    a[(*n)++] = line;
+    *arr = a;
+    return 0;
+}
+
+static void vemit(ld_t *ld, int warning, int line, int col, const char *fmt, va_list ap)
+{
+    if (!warning)
+        ld->n_errors++;
+    if (ld->errs == NULL)
+        return;
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t need = strlen(ld->file) + strlen(msg) + 32;
+    char *s = malloc(need);
+    if (s == NULL)
+        return;
+    snprintf(s, need, "%s:%d:%d: %s", ld->file, line, col, msg);
+    if (warning)
+        push_line(&ld->errs->warnings, &ld->errs->n_warnings, s);
+    else
+        push_line(&ld->errs->lines, &ld->errs->n, s);
+}
+
+static void error_at(ld_t *ld, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void error_at(ld_t *ld, int line, int col, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vemit(ld, 0, line, col, fmt, ap);
+    va_end(ap);
+}
+
+static void err(ld_t *ld, const node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void err(ld_t *ld, const node_t *n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vemit(ld, 0, n->line, n->col, fmt, ap);
+    va_end(ap);
+}
+
+static void warn(ld_t *ld, const node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void warn(ld_t *ld, const node_t *n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vemit(ld, 1, n->line, n->col, fmt, ap);
+    va_end(ap);
+}
+
+static void yaml_report(void *ctx, int line, int col, const char *msg)
+{
+    error_at(ctx, line, col, "%s", msg);
+}
+
+static const char *show(const node_t *n, char *buf)
+{
+    return config_yaml_show(n->text, n->len, buf, SHOW_CAP);
+}
+
+/* "a mapping", "a sequence", "an empty value", "`text`" */
+static const char *describe(const node_t *n, char *buf)
+{
+    switch (n->kind) {
+    case CONFIG_YAML_MAP:
+        return "a mapping";
+    case CONFIG_YAML_SEQ:
+        return "a sequence";
+    case CONFIG_YAML_SCALAR:
+        if (config_yaml_is_null(n))
+            return "an empty value";
+        buf[0] = '`';
+        config_yaml_show(n->text, n->len, buf + 1, SHOW_CAP - 2);
+        strcat(buf, "`");
+        return buf;
+    default:
+        return "an unsupported value";
+    }
+}
+
+static const char *where(const char *path)
+{
+    return path[0] ? path : "the top level";
+}
+
+static void join(char *dst, const char *path, const char *key)
+{
+    if (path[0])
+        snprintf(dst, PATH_CAP, "%s.%s", path, key);
+    else
+        snprintf(dst, PATH_CAP, "%s", key);
+}
+
+static void join_index(char *dst, const char *path, size_t i)
+{
+    snprintf(dst, PATH_CAP, "%s[%zu]", path, i);
+}
+
+static void oom(ld_t *ld, const node_t *n)
+{
+    err(ld, n, "out of memory");
+}
+
+/* ---- near-miss hints ---------------------------------------------------- */
+
+static size_t levenshtein(const char *a, size_t la, const char *b, size_t lb)
+{
+    size_t row[NAME_MAX_LEN + 1];
+    if (la > NAME_MAX_LEN || lb > NAME_MAX_LEN)
+        return (size_t)-1;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* Writes "; did you mean `x`?" (or the case-sensitive variant) into buf when one
+ * of known[] is a near miss of key, else "" or the list of known keys. */
+static const char *hint(const node_t *key, const char *const *known, size_t n_known, int list,
+                        char *buf, size_t cap)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n_known; i++) {
+        size_t kl = strlen(known[i]);
+        if (kl == key->len && strncasecmp(known[i], key->text, kl) == 0) {
+            snprintf(buf, cap, "; did you mean `%s`? (keys are case-sensitive)", known[i]);
+            return buf;
+        }
+        size_t d = levenshtein(key->text, key->len, known[i], kl);
+        if (d < best_d && d < kl) {
+            best_d = d;
+            best = known[i];
+        }
+    }
+    if (best != NULL) {
+        snprintf(buf, cap, "; did you mean `%s`?", best);
+    } else if (list && n_known > 0) {
+        size_t o = (size_t)snprintf(buf, cap, " (expected ");
+        for (size_t i = 0; i < n_known && o < cap; i++)
+            o += (size_t)snprintf(buf + o, cap - o, "%s`%s`", i == 0 ? "" : ", ", known[i]);
+        if (o < cap)
+            snprintf(buf + o, cap - o, ")");
+    }
+    return buf;
+}
+
+/* ---- typed values -------------------------------------------------------- */
+
+static int want_map(ld_t *ld, const node_t *n, const char *path)
+{
+    char b[SHOW_CAP];
+    if (n->kind == CONFIG_YAML_BAD)
+        return -1;
+    if (n->kind == CONFIG_YAML_MAP)
+        return 0;
+    err(ld, n, "%s must be a mapping, got %s", where(path), describe(n, b));
+    return -1;
+}
+
+static int want_seq(ld_t *ld, const node_t *n, const char *path)
+{
+    char b[SHOW_CAP];
+    if (n->kind == CONFIG_YAML_BAD)
+        return -1;
+    if (n->kind == CONFIG_YAML_SEQ)
+        return 0;
+    err(ld, n, "%s must be a sequence (e.g. [a, b] or [] for none), got %s", path, describe(n, b));
+    return -1;
+}
+
+/* A non-empty string without NUL bytes (plain or quoted), or NULL (reported). */
+static const char *want_string(ld_t *ld, const node_t *n, const char *path)
+{
+    char b[SHOW_CAP];
+    if (n->kind == CONFIG_YAML_BAD)
+        return NULL;
+    if (n->kind != CONFIG_YAML_SCALAR || config_yaml_is_null(n)) {
+        err(ld, n, "%s must be a string, got %s", path, describe(n, b));
+        return NULL;
+    }
+    if (n->len == 0) {
+        err(ld, n, "%s must not be empty", path);
+        return NULL;
+    }
+    if (memchr(n->text, '\0', n->len) != NULL) {
+        err(ld, n, "%s must not contain a NUL character", path);
+        return NULL;
+    }
+    return n->text;
+}
+
+/* A plain scalar: numbers are written without quotes (a quoted "10" is a string). */
+static const char *want_number_text(ld_t *ld, const node_t *n, const char *path)
+{
+    char b[SHOW_CAP];
+    if (n->kind == CONFIG_YAML_BAD)
+        return NULL;
+    if (n->kind != CONFIG_YAML_SCALAR || config_yaml_is_null(n)) {
+        err(ld, n, "%s must be a number, got %s", path, describe(n, b));
+        return NULL;
+    }
+    if (n->quoted) {
+        err(ld, n,
+            "%s must be a number, got the quoted string \"%s\" (write numbers without quotes)",
+            path, show(n, b));
+        return NULL;
+    }
+    return n->text;
+}
+
+/* Strict decimal integer in [min, max]: optional sign, digits only, no leading
+ * zeros (YAML 1.1 would read 010 as octal), no overflow. */
+static int want_int(ld_t *ld, const node_t *n, const char *path, long long min, long long max,
+                    long long *out)
+{
+    char b[SHOW_CAP];
+    const char *s = want_number_text(ld, n, path);
+    if (s == NULL)
+        return -1;
+    const char *d = s + (s[0] == '+' || s[0] == '-');
+    size_t nd = strspn(d, "0123456789");
+    if (nd == 0 || d[nd] != '\0' || (size_t)(d + nd - s) != n->len) {
+        err(ld, n, "%s must be an integer, got `%s`", path, show(n, b));
+        return -1;
+    }
+    if (nd > 1 && d[0] == '0') {
+        err(ld, n, "%s must be an integer without leading zeros, got `%s`", path, show(n, b));
+        return -1;
+    }
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno == ERANGE || end != s + n->len || v < min || v > max) {
+        err(ld, n, "%s must be from %lld to %lld, got %s", path, min, max, show(n, b));
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int replace_str(ld_t *ld, const node_t *n, char **dst, const char *s, size_t len)
+{
+    char *c = strndup(s, len);
+    if (c == NULL) {
+        oom(ld, n);
+        return -1;
+    }
+    free(*dst);
+    *dst = c;
+    return 0;
+}
+
+static int is_name(const char *s, size_t len)
+{
+    if (len == 0 || len > NAME_MAX_LEN)
+        return 0;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
+}
+
+/* A variable name, and not something that looks like a pasted token (a long
+ * run without '_'): a refused value is never echoed. */
+static int is_env_name(const char *s, size_t len)
+{
+    if (len == 0 || len > ENV_NAME_MAX || (s[0] >= '0' && s[0] <= '9'))
+        return 0;
+    if (len >= 32 && memchr(s, '_', len) == NULL)
+        return 0;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == len;
+}
+
+/* ---- mappings ------------------------------------------------------------ */
+
+typedef int (*field_fn)(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg);
+
+typedef struct {
+    const char *key;
+    field_fn fn;
+    intptr_t arg;
+    int required;
+    int hidden; /* a known mistake with its own message: not offered as a hint */
+} field_t;
+
+typedef struct {
+    const node_t *key;
+    size_t index;
+} key_ref_t;
+
+static int key_cmp(const void *a, const void *b)
+{
+    const key_ref_t *x = a, *y = b;
+    if (x->key->len != y->key->len)
+        return x->key->len < y->key->len ? -1 : 1;
+    int c = memcmp(x->key->text, y->key->text, x->key->len);
+    if (c != 0)
+        return c;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/*
+ * Checks every key of map once: a string, and not a repeat. Returns an array
+ * with one entry per pair: the key node, or NULL for a key that was reported
+ * (the caller skips that pair). NULL on out of memory (reported).
+ * Sorting keeps a big `models` map from costing n^2 comparisons.
+ */
+static const node_t **check_keys(ld_t *ld, const node_t *map, const char *path)
+{
+    size_t n = map->n_kids / 2;
+    const node_t **keys = calloc(n ? n : 1, sizeof *keys);
+    const node_t **first = calloc(n ? n : 1, sizeof *first); /* of a duplicate */
+    key_ref_t *refs = calloc(n ? n : 1, sizeof *refs);
+    size_t nr = 0;
+    char b[SHOW_CAP];
+    if (keys == NULL || first == NULL || refs == NULL) {
+        free(keys);
+        free(first);
+        free(refs);
+        oom(ld, map);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const node_t *k = map->kids[2 * i];
+        if (k->kind == CONFIG_YAML_BAD)
+            continue;
+        if (k->kind != CONFIG_YAML_SCALAR) {
+            err(ld, k, "keys in %s must be strings, got %s", where(path), describe(k, b));
+            continue;
+        }
+        keys[i] = k;
+        refs[nr].key = k;
+        refs[nr].index = i;
+        nr++;
+    }
+    /* equal keys end up adjacent, the earliest (by index) first */
+    qsort(refs, nr, sizeof *refs, key_cmp);
+    for (size_t r = 1, run = 0; r < nr; r++) {
+        if (refs[run].key->len == refs[r].key->len &&
+            memcmp(refs[run].key->text, refs[r].key->text, refs[r].key->len) == 0)
+            first[refs[r].index] = refs[run].key;
+        else
+            run = r;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (first[i] == NULL)
+            continue;
+        err(ld, keys[i], "duplicate key `%s` in %s (first at %d:%d)", show(keys[i], b), where(path),
+            first[i]->line, first[i]->col);
+        keys[i] = NULL;
+    }
+    free(first);
+    free(refs);
+    return keys;
+}
+
+static void unknown_key(ld_t *ld, const node_t *k, const char *path, const field_t *f, size_t nf)
+{
+    const char *known[MAX_FIELDS];
+    size_t nk = 0;
+    char b[SHOW_CAP], h[512];
+    for (size_t i = 0; i < nf; i++)
+        if (!f[i].hidden)
+            known[nk++] = f[i].key;
+    hint(k, known, nk, 1, h, sizeof h);
+    if (path[0])
+        err(ld, k, "unknown key `%s` in %s%s", show(k, b), path, h);
+    else
+        err(ld, k, "unknown top-level key `%s`%s", show(k, b), h);
+}
+
+/* Walks a mapping with a table of known keys: each known key's value goes to
+ * its field function with out/arg, unknown and missing required keys are
+ * reported. Returns 0, or -1 when map is not a mapping (reported). */
+static int parse_block(ld_t *ld, const node_t *map, const char *path, const field_t *f, size_t nf,
+                       void *out)
+{
+    unsigned char seen[MAX_FIELDS] = {0};
+    if (want_map(ld, map, path) != 0)
+        return -1;
+    const node_t **keys = check_keys(ld, map, path);
+    if (keys == NULL)
+        return -1;
+    for (size_t i = 0; i < map->n_kids / 2; i++) {
+        const node_t *k = keys[i];
+        size_t j;
+        if (k == NULL)
+            continue;
+        for (j = 0; j < nf; j++)
+            if (strlen(f[j].key) == k->len && memcmp(f[j].key, k->text, k->len) == 0)
+                break;
+        if (j == nf) {
+            unknown_key(ld, k, path, f, nf);
+            continue;
+        }
+        seen[j] = 1;
+        char sub[PATH_CAP];
+        join(sub, path, f[j].key);
+        f[j].fn(ld, map->kids[2 * i + 1], sub, out, f[j].arg);
+    }
+    free(keys);
+    for (size_t j = 0; j < nf; j++) {
+        if (!f[j].required || seen[j])
+            continue;
+        if (path[0])
+            err(ld, map, "missing required key `%s` in %s", f[j].key, path);
+        else
+            err(ld, map, "missing required top-level key `%s`", f[j].key);
+    }
+    return 0;
+}
+
+/* ---- fields --------------------------------------------------------------- */
+
+/* "host:port" / "[v6]:port"; out = a config_t, arg = offset of a config_addr_t. */
+static int field_addr(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    config_addr_t *a = (config_addr_t *)((char *)out + arg);
+    char b[SHOW_CAP];
+    const char *s = want_string(ld, val, path);
+    if (s == NULL)
+        return -1;
+    const char *host, *port;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':') {
+            err(ld, val, "%s must be host:port (e.g. 127.0.0.1:8080 or [::1]:8080), got `%s`", path,
+                show(val, b));
+            return -1;
+        }
+        host = s + 1;
+        hlen = (size_t)(close - host);
+        port = close + 2;
+        char v6[64];
+        struct in6_addr tmp;
+        if (hlen == 0 || hlen >= sizeof v6) {
+            err(ld, val, "%s has a bad IPv6 address in `%s`", path, show(val, b));
+            return -1;
+        }
+        memcpy(v6, host, hlen);
+        v6[hlen] = '\0';
+        if (inet_pton(AF_INET6, v6, &tmp) != 1) {
+            err(ld, val, "%s has a bad IPv6 address in `%s`", path, show(val, b));
+            return -1;
+        }
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (colon == NULL) {
+            err(ld, val, "%s must be host:port (e.g. 127.0.0.1:8080 or [::1]:8080), got `%s`", path,
+                show(val, b));
+            return -1;
+        }
+        host = s;
+        hlen = (size_t)(colon - s);
+        port = colon + 1;
+        if (memchr(s, ':', hlen) != NULL) {
+            err(ld, val, "%s: write an IPv6 address in brackets, e.g. [::1]:8080, got `%s`", path,
+                show(val, b));
+            return -1;
+        }
+        if (hlen == 0) {
+            err(ld, val, "%s has no host in `%s` (use 0.0.0.0:PORT for every interface)", path,
+                show(val, b));
+            return -1;
+        }
+        if (hlen > 253 ||
+            strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") <
+                hlen) {
+            err(ld, val, "%s has a bad host name in `%s`", path, show(val, b));
+            return -1;
+        }
+    }
+    size_t pl = strlen(port);
+    if (pl == 0 || pl > 5 || strspn(port, "0123456789") != pl || atol(port) > 65535 ||
+        (pl > 1 && port[0] == '0')) {
+        err(ld, val, "%s must end in a port from 0 to 65535, got `%s`", path, show(val, b));
+        return -1;
+    }
+    if (replace_str(ld, val, &a->host, host, hlen) != 0)
+        return -1;
+    a->port = (int)atol(port);
+    if (arg == (intptr_t)offsetof(config_t, listen))
+        ld->listen_node = val;
+    else
+        ld->admin_listen_node = val;
+    return 0;
+}
+
+static int field_workers(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    config_t *c = out;
+    long long v;
+    (void)arg;
+    if (want_int(ld, val, path, 0, 256, &v) != 0)
+        return -1;
+    c->workers = (int)v;
+    ld->workers_node = val;
+    return 0;
+}
+
+/* Reads the environment variable named by val into *value (its name into *env). */
+static int load_env(ld_t *ld, const node_t *val, const char *path, char **env, char **value)
+{
+    const char *s = want_string(ld, val, path);
+    if (s == NULL)
+        return -1;
+    if (!is_env_name(s, val->len)) {
+        /* Not echoed: a key pasted here by mistake must not reach a log. */
+        err(ld, val,
+            "%s must be the name of an environment variable (letters, digits and _, not "
+            "starting with a digit), not the secret itself",
+            path);
+        return -1;
+    }
+    const char *v = getenv(s);
+    if (v == NULL) {
+        err(ld, val, "environment variable %s (%s) is not set", s, path);
+        return -1;
+    }
+    if (v[0] == '\0') {
+        err(ld, val, "environment variable %s (%s) is empty", s, path);
+        return -1;
+    }
+    if (replace_str(ld, val, env, s, val->len) != 0 ||
+        replace_str(ld, val, value, v, strlen(v)) != 0)
+        return -1;
+    return 0;
+}
+
+static int field_secret_inline(ld_t *ld, const node_t *val, const char *path, void *out,
+                               intptr_t arg)
+{
+    (void)out;
+    (void)arg;
+    err(ld, val,
+        "%s: secrets are never read from the file; put it in an environment variable and "
+        "name that variable with `%s_env`",
+        path, strrchr(path, '.') ? strrchr(path, '.') + 1 : path);
+    return -1;
+}
+
+static int field_admin_token_env(ld_t *ld, const node_t *val, const char *path, void *out,
+                                 intptr_t arg)
+{
+    config_t *c = out;
+    (void)arg;
+    return load_env(ld, val, path, &c->admin.token_env, &c->admin.token);
+}
+
+static const field_t admin_fields[] = {
+    {"listen", field_addr, (intptr_t)offsetof(config_t, admin.listen), 0, 0},
+    {"token_env", field_admin_token_env, 0, 0, 0},
+    {"token", field_secret_inline, 0, 0, 1},
+};
+
+static int field_admin(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    (void)arg;
+    return parse_block(ld, val, path, admin_fields, sizeof admin_fields / sizeof *admin_fields,
+                       out);
+}
+
+static int field_limit(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    config_t *c = out;
+    long long v;
+    int body = arg == 0;
+    if (want_int(ld, val, path, 1024, body ? 1LL << 30 : 16LL << 20, &v) != 0)
+        return -1;
+    if (body)
+        c->limits.max_body_bytes = (size_t)v;
+    else
+        c->limits.max_header_bytes = (size_t)v;
+    return 0;
+}
+
+static const field_t limits_fields[] = {
+    {"max_body_bytes", field_limit, 0, 0, 0},
+    {"max_header_bytes", field_limit, 1, 0, 0},
+};
+
+static int field_limits(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    (void)arg;
+    return parse_block(ld, val, path, limits_fields, sizeof limits_fields / sizeof *limits_fields,
+                       out);
+}
+
+/* ---- providers ------------------------------------------------------------ */
+
+static int role_of(const ld_t *ld, const config_provider_t *p)
+{
+    return (int)(p - ld->cfg->providers);
+}
+
+static int field_name(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    config_provider_t *p = out;
+    char b[SHOW_CAP];
+    (void)arg;
+    const char *s = want_string(ld, val, path);
+    if (s == NULL)
+        return -1;
+    if (!is_name(s, val->len)) {
+        err(ld, val, "%s must be 1 to %d characters of A-Z a-z 0-9 . _ -, got `%s`", path,
+            NAME_MAX_LEN, show(val, b));
+        return -1;
+    }
+    ld->name_node[role_of(ld, p)] = val;
+    return replace_str(ld, val, &p->name, s, val->len);
+}
+
+/* http(s)://host[:port][/path], stored without trailing '/'. The URL itself is
+ * never echoed (it could carry credentials). */
+static int field_base_url(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    config_provider_t *p = out;
+    char b[SHOW_CAP];
+    (void)arg;
+    const char *s = want_string(ld, val, path);
+    if (s == NULL)
+        return -1;
+    size_t skip;
+    if (strncasecmp(s, "http://", 7) == 0) {
+        skip = 7;
+    } else if (strncasecmp(s, "https://", 8) == 0) {
+        skip = 8;
+    } else {
+        const char *sep = strstr(s, "://");
+        if (sep != NULL && is_name(s, (size_t)(sep - s)))
+            err(ld, val, "%s must use http:// or https://, got scheme `%s`", path,
+                config_yaml_show(s, (size_t)(sep - s), b, sizeof b));
+        else
+            err(ld, val, "%s must be an absolute http:// or https:// URL", path);
+        return -1;
+    }
+    size_t len = val->len;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 0x20 || ch == 0x7f || ch == '?' || ch == '#') {
+            err(ld, val,
+                "%s must not contain spaces, control characters, a query (?) or a "
+                "fragment (#)",
+                path);
+            return -1;
+        }
+    }
+    size_t auth = strcspn(s + skip, "/");
+    if (auth == 0) {
+        err(ld, val, "%s has no host", path);
+        return -1;
+    }
+    if (memchr(s + skip, '@', auth) != NULL) {
+        err(ld, val,
+            "%s must not contain credentials; name the key's environment variable "
+            "with api_key_env",
+            path);
+        return -1;
+    }
+    while (len > skip + auth && s[len - 1] == '/')
+        len--;
+    return replace_str(ld, val, &p->base_url, s, len);
+}
+
+static int field_api_key_env(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    config_provider_t *p = out;
+    (void)arg;
+    return load_env(ld, val, path, &p->api_key_env, &p->api_key);
+}
+
+static int field_timeout(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    long long v;
+    if (want_int(ld, val, path, 1, MAX_TIMEOUT_MS, &v) != 0)
+        return -1;
+    *(long *)((char *)out + arg) = (long)v;
+    return 0;
+}
+
+static const field_t timeout_fields[] = {
+    {"connect_ms", field_timeout, (intptr_t)offsetof(config_provider_t, timeouts.connect_ms), 0, 0},
+    {"first_byte_ms", field_timeout, (intptr_t)offsetof(config_provider_t, timeouts.first_byte_ms),
+     0, 0},
+    {"idle_ms", field_timeout, (intptr_t)offsetof(config_provider_t, timeouts.idle_ms), 0, 0},
+    {"total_ms", field_timeout, (intptr_t)offsetof(config_provider_t, timeouts.total_ms), 0, 0},
+};
+
+static int field_timeouts(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    (void)arg;
+    return parse_block(ld, val, path, timeout_fields,
+                       sizeof timeout_fields / sizeof *timeout_fields, out);
+}
+
+/* models: { client name: provider name } */
+static int field_models(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    config_provider_t *p = out;
+    char b[SHOW_CAP];
+    (void)arg;
+    if (want_map(ld, val, path) != 0)
+        return -1;
+    const node_t **keys = check_keys(ld, val, path);
+    if (keys == NULL)
+        return -1;
+    size_t n = val->n_kids / 2;
+    p->models = calloc(n ? n : 1, sizeof *p->models);
+    if (p->models == NULL) {
+        free(keys);
+        oom(ld, val);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const node_t *k = keys[i];
+        if (k == NULL)
+            continue;
+        char sub[PATH_CAP];
+        join(sub, path, show(k, b));
+        if (want_string(ld, k, sub) == NULL)
+            continue;
+        const node_t *v = val->kids[2 * i + 1];
+        const char *to = want_string(ld, v, sub);
+        if (to == NULL)
+            continue;
+        config_model_map_t *m = &p->models[p->n_models];
+        if (replace_str(ld, k, &m->from, k->text, k->len) != 0 ||
+            replace_str(ld, v, &m->to, to, v->len) != 0) {
+            free(m->from);
+            free(m->to);
+            m->from = m->to = NULL;
+            continue;
+        }
+        p->n_models++;
+    }
+    free(keys);
+    return 0;
+}
+
+static const field_t provider_fields[] = {
+    {"name", field_name, 0, 0, 0},
+    {"base_url", field_base_url, 0, 1, 0},
+    {"api_key_env", field_api_key_env, 0, 0, 0},
+    {"timeouts", field_timeouts, 0, 0, 0},
+    {"models", field_models, 0, 0, 0},
+    {"api_key", field_secret_inline, 0, 0, 1},
+};
+
+/* out = the config_t, arg = the role. */
+static int field_provider(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    config_t *c = out;
+    ld->provider_node[arg] = val;
+    return parse_block(ld, val, path, provider_fields,
+                       sizeof provider_fields / sizeof *provider_fields, &c->providers[arg]);
+}
+
+static const field_t provider_roles[] = {
+    {"original", field_provider, CONFIG_ROLE_ORIGINAL, 1, 0},
+    {"new", field_provider, CONFIG_ROLE_NEW, 1, 0},
+};
+
+static int field_providers(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    (void)arg;
+    return parse_block(ld, val, path, provider_roles,
+                       sizeof provider_roles / sizeof *provider_roles, out);
+}
+
+/* ---- flags ----------------------------------------------------------------- */
+
+static int field_percentage(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    flag_def_t *def = out;
+    char b[SHOW_CAP];
+    uint32_t bp;
+    (void)arg;
+    const char *s = want_number_text(ld, val, path);
+    if (s == NULL)
+        return -1;
+    if (flags_parse_percentage(s, &bp) == 0) {
+        def->percentage_bp = bp;
+        return 0;
+    }
+    /* Say which rule the text broke. */
+    size_t ni = strspn(s, "0123456789"), nf = 0;
+    int decimal = ni > 0 && s[ni] == '\0';
+    if (ni > 0 && s[ni] == '.') {
+        nf = strspn(s + ni + 1, "0123456789");
+        decimal = nf > 0 && s[ni + 1 + nf] == '\0';
+    }
+    if (decimal && ni > 1 && s[0] == '0')
+        err(ld, val, "%s must be written without leading zeros, got %s", path, show(val, b));
+    else if (decimal && nf > 2)
+        err(ld, val, "%s allows at most two decimals, got %s", path, show(val, b));
+    else if (decimal)
+        err(ld, val, "%s must be from 0 to 100, got %s", path, show(val, b));
+    else
+        err(ld, val, "%s must be a number from 0 to 100 with at most two decimals, got `%s`", path,
+            show(val, b));
+    return -1;
+}
+
+static int field_sticky(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    flag_def_t *def = out;
+    char b[SHOW_CAP], sub[PATH_CAP];
+    (void)arg;
+    ld->sticky_seen = 1;
+    if (want_seq(ld, val, path) != 0)
+        return -1;
+    if (val->n_kids == 0)
+        warn(ld, val, "%s is empty: every request follows `unkeyed`", path);
+    for (size_t i = 0; i < val->n_kids; i++) {
+        const node_t *it = val->kids[i];
+        join_index(sub, path, i);
+        const char *s = want_string(ld, it, sub);
+        if (s == NULL)
+            continue;
+        if (flags_def_add_sticky(def, s) != 0)
+            err(ld, it,
+                "%s: bad sticky source `%s`; expected `header:NAME`, `body:FIELD` or `api_key`",
+                sub, show(it, b));
+    }
+    return 0;
+}
+
+static int field_unkeyed(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    flag_def_t *def = out;
+    char b[SHOW_CAP];
+    (void)arg;
+    const char *s = want_string(ld, val, path);
+    if (s == NULL)
+        return -1;
+    if (strcmp(s, "random") == 0)
+        def->unkeyed = FLAG_UNKEYED_RANDOM;
+    else if (strcmp(s, "original") == 0)
+        def->unkeyed = FLAG_UNKEYED_ORIGINAL;
+    else if (strcmp(s, "new") == 0)
+        def->unkeyed = FLAG_UNKEYED_NEW;
+    else {
+        err(ld, val, "%s must be `random`, `original` or `new`, got `%s`", path, show(val, b));
+        return -1;
+    }
+    return 0;
+}
+
+enum { LIST_ALLOW, LIST_DENY, LIST_MODELS };
+
+static int field_match_list(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    flag_def_t *def = out;
+    char b[SHOW_CAP], sub[PATH_CAP];
+    flag_match_t **list = arg == LIST_ALLOW  ? &def->allow
+                          : arg == LIST_DENY ? &def->deny
+                                             : &def->models;
+    size_t *n = arg == LIST_ALLOW  ? &def->n_allow
+                : arg == LIST_DENY ? &def->n_deny
+                                   : &def->n_models;
+    if (want_seq(ld, val, path) != 0)
+        return -1;
+    for (size_t i = 0; i < val->n_kids; i++) {
+        const node_t *it = val->kids[i];
+        join_index(sub, path, i);
+        const char *s = want_string(ld, it, sub);
+        if (s == NULL)
+            continue;
+        if (flags_def_add_match(list, n, s) != 0)
+            err(ld, it, "%s: cannot use pattern `%s`", sub, show(it, b));
+    }
+    return 0;
+}
+
+/* clang-format off */
+static const field_t flag_fields[] = {
+    {"percentage", field_percentage, 0, 1, 0},
+    {"sticky", field_sticky, 0, 0, 0},
+    {"unkeyed", field_unkeyed, 0, 0, 0},
+    {"allow", field_match_list, LIST_ALLOW, 0, 0},
+    {"deny", field_match_list, LIST_DENY, 0, 0},
+    {"models", field_match_list, LIST_MODELS, 0, 0},
+};
+/* clang-format on */
+
+static int add_default_sticky(flag_def_t *def)
+{
+    for (size_t i = 0; i < sizeof default_sticky / sizeof *default_sticky; i++)
+        if (flags_def_add_sticky(def, default_sticky[i]) != 0)
+            return -1;
+    return 0;
+}
+
+static int push_flag(config_t *c, flag_def_t *def)
+{
+    flag_def_t **a = realloc(c->flags, (c->n_flags + 1) * sizeof *a);
+    if (a == NULL)
+        return -1;
+    a[c->n_flags++] = def;
+    c->flags = a;
+    return 0;
+}
+
+static int field_flags(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    config_t *c = out;
+    char b[SHOW_CAP], h[256], sub[PATH_CAP];
+    (void)arg;
+    if (want_map(ld, val, path) != 0)
+        return -1;
+    ld->flags_node = val;
+    const node_t **keys = check_keys(ld, val, path);
+    if (keys == NULL)
+        return -1;
+    for (size_t i = 0; i < val->n_kids / 2; i++) {
+        const node_t *k = keys[i];
+        if (k == NULL)
+            continue;
+        if (!is_name(k->text, k->len)) {
+            err(ld, k, "flag name `%s` must be 1 to %d characters of A-Z a-z 0-9 . _ -", show(k, b),
+                NAME_MAX_LEN);
+            continue;
+        }
+        size_t kf;
+        for (kf = 0; kf < sizeof known_flags / sizeof *known_flags; kf++)
+            if (strcmp(known_flags[kf], k->text) == 0)
+                break;
+        if (kf == sizeof known_flags / sizeof *known_flags)
+            warn(ld, k, "flag `%s` is not evaluated by the router%s", k->text,
+                 hint(k, known_flags, sizeof known_flags / sizeof *known_flags, 0, h, sizeof h));
+        join(sub, path, k->text);
+        flag_def_t *def = flags_def_new(k->text);
+        if (def == NULL) {
+            oom(ld, k);
+            continue;
+        }
+        def->percentage_bp = 0;
+        def->unkeyed = FLAG_UNKEYED_RANDOM;
+        ld->sticky_seen = 0;
+        parse_block(ld, val->kids[2 * i + 1], sub, flag_fields,
+                    sizeof flag_fields / sizeof *flag_fields, def);
+        if ((!ld->sticky_seen && def->n_sticky == 0 && add_default_sticky(def) != 0) ||
+            push_flag(c, def) != 0) {
+            oom(ld, k);
+            flags_def_free(def);
+        }
+    }
+    free(keys);
+    return 0;
+}
+
+/* ---- top level ------------------------------------------------------------- */
+
+/*
+ * The top-level blocks. A new block (fallback, access_log, rollout, clients,
+ * cors) is one entry here plus its field function; its data goes in config_t.
+ */
+static const field_t top_fields[] = {
+    {"listen", field_addr, (intptr_t)offsetof(config_t, listen), 0, 0},
+    {"workers", field_workers, 0, 0, 0},
+    {"admin", field_admin, 0, 0, 0},
+    {"limits", field_limits, 0, 0, 0},
+    {"providers", field_providers, 0, 1, 0},
+    {"flags", field_flags, 0, 0, 0},
+};
+
+static void config_free(config_t *c)
+{
+    if (c == NULL)
+        return;
+    free(c->path);
+    free(c->listen.host);
+    free(c->admin.listen.host);
+    free(c->admin.token_env);
+    free(c->admin.token);
+    for (int r = 0; r < CONFIG_N_ROLES; r++) {
+        config_provider_t *p = &c->providers[r];
+        free(p->name);
+        free(p->base_url);
+        free(p->api_key_env);
+        free(p->api_key);
+        for (size_t i = 0; i < p->n_models; i++) {
+            free(p->models[i].from);
+            free(p->models[i].to);
+        }
+        free(p->models);
+    }
+    for (size_t i = 0; i < c->n_flags; i++)
+        flags_def_free(c->flags[i]);
+    free(c->flags);
+    free(c);
+}
+
+static config_t *config_new_defaults(const char *name)
+{
+    config_t *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    atomic_init(&c->refs, 1);
+    c->path = strdup(name);
+    c->listen.host = strdup(DEFAULT_LISTEN_HOST);
+    c->listen.port = DEFAULT_LISTEN_PORT;
+    c->admin.listen.host = strdup(DEFAULT_ADMIN_HOST);
+    c->admin.listen.port = DEFAULT_ADMIN_PORT;
+    c->limits.max_body_bytes = DEFAULT_MAX_BODY;
+    c->limits.max_header_bytes = DEFAULT_MAX_HEADER;
+    int ok = c->path && c->listen.host && c->admin.listen.host;
+    for (int r = 0; r < CONFIG_N_ROLES; r++) {
+        config_provider_t *p = &c->providers[r];
+        p->role = role_names[r];
+        p->name = strdup(role_names[r]);
+        ok = ok && p->name;
+        p->timeouts.connect_ms = DEFAULT_CONNECT_MS;
+        p->timeouts.first_byte_ms = DEFAULT_FIRST_BYTE_MS;
+        p->timeouts.idle_ms = DEFAULT_IDLE_MS;
+        p->timeouts.total_ms = DEFAULT_TOTAL_MS;
+    }
+    if (!ok) {
+        config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcasecmp(host, "localhost") == 0;
+}
+
+/* Checks that span blocks, defaults that depend on what was given. */
+static void finish(ld_t *ld, const node_t *root)
+{
+    config_t *c = ld->cfg;
+
+    if (ld->provider_node[CONFIG_ROLE_ORIGINAL] && ld->provider_node[CONFIG_ROLE_NEW] &&
+        strcasecmp(c->providers[0].name, c->providers[1].name) == 0) {
+        const node_t *at = ld->name_node[CONFIG_ROLE_NEW] ? ld->name_node[CONFIG_ROLE_NEW]
+                           : ld->name_node[CONFIG_ROLE_ORIGINAL]
+                               ? ld->name_node[CONFIG_ROLE_ORIGINAL]
+                               : ld->provider_node[CONFIG_ROLE_NEW];
+        err(ld, at,
+            "providers.original and providers.new have the same name `%s`; names label "
+            "metrics and logs and must differ",
+            c->providers[1].name);
+    }
+    if (ld->provider_node[0] && ld->provider_node[1] && c->providers[0].base_url &&
+        c->providers[1].base_url && strcmp(c->providers[0].base_url, c->providers[1].base_url) == 0)
+        warn(ld, ld->provider_node[CONFIG_ROLE_NEW],
+             "providers.original and providers.new have the same base_url");
+
+    if (c->listen.port != 0 && c->listen.port == c->admin.listen.port &&
+        strcasecmp(c->listen.host, c->admin.listen.host) == 0)
+        err(ld,
+            ld->admin_listen_node ? ld->admin_listen_node
+            : ld->listen_node     ? ld->listen_node
+                                  : root,
+            "admin.listen is the same address as listen (%s:%d)", c->listen.host, c->listen.port);
+    if (c->admin.token_env == NULL && !is_loopback(c->admin.listen.host))
+        warn(ld, ld->admin_listen_node ? ld->admin_listen_node : root,
+             "admin.listen is not a loopback address and admin has no token_env: anyone who "
+             "can reach it can use it");
+
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1)
+        cores = 1;
+    if (c->workers == 0)
+        c->workers = cores > 256 ? 256 : (int)cores;
+    else if (c->workers > cores && ld->workers_node)
+        warn(ld, ld->workers_node, "workers (%d) is above the number of online CPUs (%ld)",
+             c->workers, cores);
+
+    if (config_flag(c, DEFAULT_FLAG) == NULL) {
+        flag_def_t *def = flags_def_new(DEFAULT_FLAG);
+        if (def != NULL) {
+            def->percentage_bp = 0;
+            def->unkeyed = FLAG_UNKEYED_RANDOM;
+        }
+        if (def == NULL || add_default_sticky(def) != 0 || push_flag(c, def) != 0) {
+            flags_def_free(def);
+            err(ld, root, "out of memory");
+        } else if (ld->flags_node) {
+            warn(ld, ld->flags_node,
+                 "flags has no `%s`: it is defined at 0%% (everything to original)", DEFAULT_FLAG);
+        }
+    }
+}
+
+typedef struct {
+    long line, col;
+    size_t seq;
+    char *text;
+} sorted_line_t;
+
+static int sorted_line_cmp(const void *a, const void *b)
+{
+    const sorted_line_t *x = a, *y = b;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Orders lines ("FILE:LINE:COL: ...", FILE being prefix bytes) by position,
+ * keeping the order of lines at the same position. */
+static void sort_lines(char **lines, size_t n, size_t prefix)
+{
+    if (n < 2)
+        return;
+    sorted_line_t *a = malloc(n * sizeof *a);
+    if (a == NULL)
+        return; /* unsorted is still correct */
+    for (size_t i = 0; i < n; i++) {
+        char *end;
+        a[i].line = strtol(lines[i] + prefix + 1, &end, 10);
+        a[i].col = *end == ':' ? strtol(end + 1, NULL, 10) : 0;
+        a[i].seq = i;
+        a[i].text = lines[i];
+    }
+    qsort(a, n, sizeof *a, sorted_line_cmp);
+    for (size_t i = 0; i < n; i++)
+        lines[i] = a[i].text;
+    free(a);
+}
+
+/* Parses, walks, checks; NULL when anything was reported as an error. */
+static config_t *load_tree(ld_t *ld, const char *yaml, size_t len)
+{
+    node_t *root = config_yaml_parse(yaml, len, MAX_DEPTH, yaml_report, ld);
+    if (root == NULL)
+        return NULL; /* syntax error, reported */
+
+    ld->cfg = config_new_defaults(ld->file);
+    if (ld->cfg == NULL) {
+        error_at(ld, 1, 1, "out of memory");
+        config_yaml_free(root);
+        return NULL;
+    }
+    node_t empty = {.kind = CONFIG_YAML_MAP, .line = root->line, .col = root->col};
+    const node_t *top = config_yaml_is_null(root) ? &empty : root;
+    if (parse_block(ld, top, "", top_fields, sizeof top_fields / sizeof *top_fields, ld->cfg) == 0)
+        finish(ld, top);
+    config_yaml_free(root);
+
+    if (ld->n_errors > 0) {
+        config_free(ld->cfg);
+        return NULL;
+    }
+    return ld->cfg;
+}
+
+config_t *config_load_buffer(const char *name, const char *yaml, size_t len, config_errors_t *errs)
+{
+    ld_t ld = {.file = name ? name : "<config>", .errs = errs};
+    size_t first_err = errs ? errs->n : 0, first_warn = errs ? errs->n_warnings : 0;
+    config_t *c = load_tree(&ld, yaml ? yaml : "", yaml ? len : 0);
+    if (errs != NULL) {
+        sort_lines(errs->lines + first_err, errs->n - first_err, strlen(ld.file));
+        sort_lines(errs->warnings + first_warn, errs->n_warnings - first_warn, strlen(ld.file));
+    }
+    return c;
+}
+
+config_t *config_load(const char *path, config_errors_t *errs)
+{
+    ld_t ld = {.file = path ? path : "<config>", .errs = errs};
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    if (f == NULL) {
+        error_at(&ld, 1, 1, "cannot open: %s", path ? strerror(errno) : "no path given");
+        return NULL;
+    }
+    char *buf = malloc(MAX_FILE_BYTES + 1);
+    if (buf == NULL) {
+        fclose(f);
+        error_at(&ld, 1, 1, "out of memory");
+        return NULL;
+    }
+    size_t n = fread(buf, 1, MAX_FILE_BYTES + 1, f);
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr) {
+        free(buf);
+        error_at(&ld, 1, 1, "cannot read");
+        return NULL;
+    }
+    if (n > MAX_FILE_BYTES) {
+        free(buf);
+        error_at(&ld, 1, 1, "file is larger than %d bytes", MAX_FILE_BYTES);
+        return NULL;
+    }
+    config_t *c = config_load_buffer(path, buf, n, errs);
+    free(buf);
+    return c;
+}
+
+config_t *config_ref(config_t *c)
+{
+    if (c != NULL)
+        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void config_unref(config_t *c)
+{
+    if (c != NULL && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        config_free(c);
+}
+
+void config_errors_free(config_errors_t *errs)
+{
+    if (errs == NULL)
+        return;
+    for (size_t i = 0; i < errs->n; i++)
+        free(errs->lines[i]);
+    for (size_t i = 0; i < errs->n_warnings; i++)
+        free(errs->warnings[i]);
+    free(errs->lines);
+    free(errs->warnings);
+    errs->lines = errs->warnings = NULL;
+    errs->n = errs->n_warnings = 0;
+}
+
+const config_provider_t *config_provider(const config_t *c, int role)
+{
+    if (c == NULL || role < 0 || role >= CONFIG_N_ROLES)
+        return NULL;
+    return &c->providers[role];
+}
+
+const flag_def_t *config_flag(const config_t *c, const char *name)
+{
+    if (c == NULL || name == NULL)
+        return NULL;
+    for (size_t i = 0; i < c->n_flags; i++)
+        if (strcmp(c->flags[i]->key, name) == 0)
+            return c->flags[i];
+    return NULL;
+}
+
+const char *config_map_model(const config_provider_t *p, const char *model)
+{
+    if (p == NULL || model == NULL)
+        return NULL;
+    for (size_t i = 0; i < p->n_models; i++)
+        if (strcmp(p->models[i].from, model) == 0)
+            return p->models[i].to;
+    return NULL;
+}

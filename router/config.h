@@ -1,0 +1,96 @@
+/*
+ * config — loads switchyard's YAML config (libyaml event API) into an immutable
+ * snapshot, validating all of it, and reports every error with its location.
+ *
+ * Ownership: config_load returns a config_t owned by the caller; it is never
+ * modified after load and is shared read-only between threads through
+ * config_ref / config_unref (atomic reference count; the last unref frees it).
+ * Errors: config_load returns NULL and fills `errs` with one line per problem,
+ * each "FILE:LINE:COL: message" (1-based line and column), with a hint for a
+ * near-miss key ("unknown key `tmeout`; did you mean `timeout`?"). Warnings that
+ * do not stop loading go to errs->warnings the same way.
+ *
+ * Provider keys are read from the environment variables the file names
+ * (`api_key_env`), never from the file; a named variable that is unset or empty
+ * is an error.
+ */
+#ifndef SWITCHYARD_CONFIG_H
+#define SWITCHYARD_CONFIG_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flags.h"
+
+enum { CONFIG_ROLE_ORIGINAL = 0, CONFIG_ROLE_NEW = 1, CONFIG_N_ROLES = 2 };
+
+typedef struct {
+    char *from; /* client-facing model name */
+    char *to;   /* the provider's model name */
+} config_model_map_t;
+
+typedef struct {
+    const char *role; /* "original" / "new" (static string) */
+    char *name;       /* label in headers, logs, metrics; defaults to the role */
+    char *base_url;   /* e.g. "http://127.0.0.1:8101/v1", no trailing '/' */
+    char *api_key_env;/* NULL when the provider takes no key */
+    char *api_key;    /* value of $api_key_env at load time, or NULL */
+    struct {
+        long connect_ms, first_byte_ms, idle_ms, total_ms;
+    } timeouts;
+    config_model_map_t *models;
+    size_t n_models;
+} config_provider_t;
+
+typedef struct {
+    char *host; /* numeric or name, without brackets */
+    int port;   /* 0..65535 (0 = any free port) */
+} config_addr_t;
+
+typedef struct config {
+    atomic_int refs;
+    char *path;
+    config_addr_t listen;
+    int workers; /* 0 in the file = one per core; resolved by the loader to >= 1 */
+    struct {
+        config_addr_t listen;
+        char *token_env; /* NULL = no token */
+        char *token;     /* value of $token_env */
+    } admin;
+    struct {
+        size_t max_body_bytes;
+        size_t max_header_bytes;
+    } limits;
+    config_provider_t providers[CONFIG_N_ROLES];
+    flag_def_t **flags;
+    size_t n_flags;
+} config_t;
+
+typedef struct {
+    char **lines; /* "FILE:LINE:COL: message" */
+    size_t n;
+    char **warnings;
+    size_t n_warnings;
+} config_errors_t;
+
+/* Loads and validates path. NULL with errs filled on any error. */
+config_t *config_load(const char *path, config_errors_t *errs);
+
+/* The same from a buffer; `name` is used in messages as the FILE part. */
+config_t *config_load_buffer(const char *name, const char *yaml, size_t len,
+                             config_errors_t *errs);
+
+config_t *config_ref(config_t *c);
+void config_unref(config_t *c); /* NULL is a no-op */
+
+void config_errors_free(config_errors_t *errs); /* frees the lines, not the struct */
+
+/* The provider for a role; the flag named `name` or NULL. */
+const config_provider_t *config_provider(const config_t *c, int role);
+const flag_def_t *config_flag(const config_t *c, const char *name);
+
+/* Maps a client model name through the provider's `models`; NULL when unmapped. */
+const char *config_map_model(const config_provider_t *p, const char *model);
+
+#endif

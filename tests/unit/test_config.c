@@ -1,0 +1,812 @@
+/*
+ * test_config.c — unit tests for router/config.c (and its YAML reader
+ * router/config_yaml.c): the shipped configs load with the documented values
+ * and defaults, and every error path reports FILE:LINE:COL with a useful
+ * message — all errors of a file at once, never a secret.
+ * Run from the repository root (the default config is read by relative path).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "flags.h"
+
+#define F "t.yaml"
+
+/* Two providers and nothing else: the smallest valid config. */
+#define PROVIDERS                                                                                  \
+    "providers:\n"                                                                                 \
+    "  original:\n"                                                                                \
+    "    base_url: http://127.0.0.1:8101/v1\n"                                                     \
+    "  new:\n"                                                                                     \
+    "    base_url: http://127.0.0.1:8102/v1\n"
+
+static config_errors_t errs;
+
+static config_t *load(const char *yaml)
+{
+    config_errors_free(&errs);
+    return config_load_buffer(F, yaml, strlen(yaml), &errs);
+}
+
+static void dump(void)
+{
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "    error: %s\n", errs.lines[i]);
+    for (size_t i = 0; i < errs.n_warnings; i++)
+        fprintf(stderr, "    warning: %s\n", errs.warnings[i]);
+}
+
+/* Every line is "t.yaml:LINE:COL: message" with LINE, COL >= 1. */
+static void check_format(char **lines, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int line = 0, col = 0, off = 0;
+        if (sscanf(lines[i], F ":%d:%d: %n", &line, &col, &off) != 2 || off == 0 || line < 1 ||
+            col < 1 || lines[i][off] == '\0' || strchr(lines[i], '\n') != NULL) {
+            dump();
+            fail_msg("badly formatted line: %s", lines[i]);
+        }
+    }
+}
+
+static size_t count_containing(const char *sub)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < errs.n; i++)
+        if (strstr(errs.lines[i], sub) != NULL)
+            k++;
+    return k;
+}
+
+/* The load fails, and some error line contains `sub`. */
+static void expect_error(const char *yaml, const char *sub)
+{
+    config_t *c = load(yaml);
+    if (c != NULL) {
+        config_unref(c);
+        fail_msg("loaded, expected an error containing: %s", sub);
+    }
+    check_format(errs.lines, errs.n);
+    if (count_containing(sub) == 0) {
+        dump();
+        fail_msg("no error contains: %s", sub);
+    }
+}
+
+/* The load fails, and some error line is exactly `line`. */
+static void expect_line(const char *yaml, const char *line)
+{
+    config_t *c = load(yaml);
+    if (c != NULL) {
+        config_unref(c);
+        fail_msg("loaded, expected: %s", line);
+    }
+    for (size_t i = 0; i < errs.n; i++)
+        if (strcmp(errs.lines[i], line) == 0)
+            return;
+    dump();
+    fail_msg("no error is exactly: %s", line);
+}
+
+static config_t *expect_ok(const char *yaml)
+{
+    config_t *c = load(yaml);
+    if (c == NULL) {
+        dump();
+        fail_msg("expected the config to load");
+    }
+    check_format(errs.warnings, errs.n_warnings);
+    return c;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    config_errors_free(&errs);
+    return 0;
+}
+
+static void clear_env(void)
+{
+    unsetenv("ORIGINAL_API_KEY");
+    unsetenv("NEW_API_KEY");
+    unsetenv("SWITCHYARD_ADMIN_TOKEN");
+}
+
+/* ---- the shipped configs ---------------------------------------------------- */
+
+static void test_default_config(void **state)
+{
+    (void)state;
+    clear_env();
+    config_errors_free(&errs);
+    config_t *c = config_load("configs/switchyard.yaml", &errs);
+    if (c == NULL)
+        dump();
+    assert_non_null(c);
+    assert_int_equal(errs.n, 0);
+    assert_int_equal(errs.n_warnings, 0);
+
+    assert_string_equal(c->path, "configs/switchyard.yaml");
+    assert_string_equal(c->listen.host, "127.0.0.1");
+    assert_int_equal(c->listen.port, 8080);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_int_equal(c->workers, cores < 1 ? 1 : cores > 256 ? 256 : cores);
+    assert_string_equal(c->admin.listen.host, "127.0.0.1");
+    assert_int_equal(c->admin.listen.port, 9090);
+    assert_null(c->admin.token_env);
+    assert_null(c->admin.token);
+    assert_int_equal(c->limits.max_body_bytes, 8388608);
+    assert_int_equal(c->limits.max_header_bytes, 65536);
+
+    const config_provider_t *o = config_provider(c, CONFIG_ROLE_ORIGINAL);
+    const config_provider_t *n = config_provider(c, CONFIG_ROLE_NEW);
+    assert_non_null(o);
+    assert_non_null(n);
+    assert_null(config_provider(c, 2));
+    assert_null(config_provider(c, -1));
+    assert_string_equal(o->role, "original");
+    assert_string_equal(n->role, "new");
+    assert_string_equal(o->name, "openai");
+    assert_string_equal(n->name, "relay");
+    assert_string_equal(o->base_url, "http://127.0.0.1:8101/v1");
+    assert_string_equal(n->base_url, "http://127.0.0.1:8102/v1");
+    assert_null(o->api_key_env);
+    assert_null(o->api_key);
+    assert_null(n->api_key_env);
+    assert_null(n->api_key);
+    for (int r = 0; r < CONFIG_N_ROLES; r++) {
+        const config_provider_t *p = config_provider(c, r);
+        assert_int_equal(p->timeouts.connect_ms, 10000);
+        assert_int_equal(p->timeouts.first_byte_ms, 60000);
+        assert_int_equal(p->timeouts.idle_ms, 60000);
+        assert_int_equal(p->timeouts.total_ms, 600000);
+    }
+    assert_int_equal(o->n_models, 0);
+    assert_int_equal(n->n_models, 1);
+    assert_string_equal(config_map_model(n, "claude-sonnet-4.5"), "claude-sonnet-4-5");
+    assert_null(config_map_model(o, "claude-sonnet-4.5"));
+
+    assert_int_equal(c->n_flags, 1);
+    const flag_def_t *f = config_flag(c, "use_new_provider");
+    assert_non_null(f);
+    assert_null(config_flag(c, "nope"));
+    assert_int_equal(f->percentage_bp, 1000);
+    assert_int_equal(f->unkeyed, FLAG_UNKEYED_RANDOM);
+    assert_int_equal(f->n_sticky, 3);
+    assert_int_equal(f->sticky[0].kind, FLAG_STICKY_HEADER);
+    assert_string_equal(f->sticky[0].name, "x-user-id");
+    assert_int_equal(f->sticky[1].kind, FLAG_STICKY_BODY);
+    assert_string_equal(f->sticky[1].name, "user");
+    assert_int_equal(f->sticky[2].kind, FLAG_STICKY_API_KEY);
+    assert_int_equal(f->n_allow + f->n_deny + f->n_models, 0);
+    config_unref(c);
+}
+
+static void test_real_providers_example(void **state)
+{
+    (void)state;
+    clear_env();
+    setenv("ORIGINAL_API_KEY", "sk-original-SECRET-1", 1);
+    setenv("NEW_API_KEY", "relay-SECRET-2", 1);
+    setenv("SWITCHYARD_ADMIN_TOKEN", "admin-SECRET-3", 1);
+    config_errors_free(&errs);
+    config_t *c = config_load("configs/examples/real-providers.yaml", &errs);
+    if (c == NULL)
+        dump();
+    assert_non_null(c);
+    const config_provider_t *o = config_provider(c, CONFIG_ROLE_ORIGINAL);
+    const config_provider_t *n = config_provider(c, CONFIG_ROLE_NEW);
+    assert_string_equal(o->base_url, "https://api.openai.com/v1");
+    assert_string_equal(n->base_url, "https://relay.example.com/v1");
+    assert_string_equal(o->api_key_env, "ORIGINAL_API_KEY");
+    assert_string_equal(o->api_key, "sk-original-SECRET-1");
+    assert_string_equal(n->api_key, "relay-SECRET-2");
+    assert_string_equal(c->admin.token, "admin-SECRET-3");
+    assert_string_equal(config_map_model(n, "gpt-4o"), "openai/gpt-4o");
+    assert_int_equal(config_flag(c, "use_new_provider")->unkeyed, FLAG_UNKEYED_ORIGINAL);
+    config_unref(c);
+
+    /* Both keys missing: both reported, by name, with where they were asked for. */
+    setenv("ORIGINAL_API_KEY", "", 1);
+    unsetenv("NEW_API_KEY");
+    config_errors_free(&errs);
+    assert_null(config_load("configs/examples/real-providers.yaml", &errs));
+    assert_int_equal(errs.n, 2);
+    assert_non_null(strstr(errs.lines[0], "environment variable ORIGINAL_API_KEY "
+                                          "(providers.original.api_key_env) is empty"));
+    assert_non_null(strstr(errs.lines[1], "environment variable NEW_API_KEY "
+                                          "(providers.new.api_key_env) is not set"));
+    assert_true(strncmp(errs.lines[0], "configs/examples/real-providers.yaml:", 37) == 0);
+    clear_env();
+}
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    config_errors_free(&errs);
+    assert_null(config_load("configs/does-not-exist.yaml", &errs));
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.lines[0],
+                        "configs/does-not-exist.yaml:1:1: cannot open: No such file or directory");
+}
+
+/* ---- defaults --------------------------------------------------------------- */
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    config_t *c = expect_ok(PROVIDERS);
+    assert_string_equal(c->listen.host, "127.0.0.1");
+    assert_int_equal(c->listen.port, 8080);
+    assert_true(c->workers >= 1);
+    assert_int_equal(c->admin.listen.port, 9090);
+    assert_int_equal(c->limits.max_body_bytes, 8 << 20);
+    assert_int_equal(c->limits.max_header_bytes, 64 << 10);
+    assert_string_equal(c->providers[0].name, "original");
+    assert_string_equal(c->providers[1].name, "new");
+    assert_int_equal(c->providers[1].timeouts.total_ms, 600000);
+    /* no flags block: use_new_provider at 0% with the default sticky list */
+    assert_int_equal(c->n_flags, 1);
+    const flag_def_t *f = config_flag(c, "use_new_provider");
+    assert_non_null(f);
+    assert_int_equal(f->percentage_bp, 0);
+    assert_int_equal(f->unkeyed, FLAG_UNKEYED_RANDOM);
+    assert_int_equal(f->n_sticky, 3);
+    assert_string_equal(f->sticky[0].spec, "header:x-user-id");
+    assert_string_equal(f->sticky[1].spec, "body:user");
+    assert_string_equal(f->sticky[2].spec, "api_key");
+    assert_int_equal(errs.n_warnings, 0);
+    config_unref(c);
+}
+
+static void test_values_and_flag_defaults(void **state)
+{
+    (void)state;
+    config_t *c = expect_ok("listen: \"[::1]:0\"\n"
+                            "workers: 1\n"
+                            "admin: {listen: \"127.0.0.1:0\"}\n"
+                            "limits: {max_body_bytes: 1024, max_header_bytes: 16777216}\n"
+                            "providers:\n"
+                            "  original: {base_url: \"https://a.example/v1///\", name: A.b_c-1,"
+                            " timeouts: {connect_ms: 1, total_ms: 86400000}}\n"
+                            "  new:\n"
+                            "    base_url: HTTP://b.example:8443\n"
+                            "    models: {x: y, \"a b\": 'c d'}\n"
+                            "flags:\n"
+                            "  use_new_provider:\n"
+                            "    percentage: 12.5\n"
+                            "    unkeyed: new\n"
+                            "    allow: [\"internal-*\", bob]\n"
+                            "    deny: [eve]\n"
+                            "    models: [gpt-4o]\n");
+    assert_string_equal(c->listen.host, "::1");
+    assert_int_equal(c->listen.port, 0);
+    assert_int_equal(c->workers, 1);
+    assert_int_equal(c->admin.listen.port, 0);
+    assert_int_equal(c->limits.max_body_bytes, 1024);
+    assert_int_equal(c->limits.max_header_bytes, 16777216);
+    assert_string_equal(c->providers[0].base_url, "https://a.example/v1");
+    assert_string_equal(c->providers[0].name, "A.b_c-1");
+    assert_int_equal(c->providers[0].timeouts.connect_ms, 1);
+    assert_int_equal(c->providers[0].timeouts.first_byte_ms, 60000);
+    assert_int_equal(c->providers[0].timeouts.total_ms, 86400000);
+    assert_string_equal(c->providers[1].base_url, "HTTP://b.example:8443");
+    assert_string_equal(config_map_model(&c->providers[1], "a b"), "c d");
+    assert_string_equal(config_map_model(&c->providers[1], "x"), "y");
+    assert_null(config_map_model(&c->providers[1], "y"));
+    assert_null(config_map_model(NULL, "x"));
+    assert_null(config_map_model(&c->providers[1], NULL));
+    const flag_def_t *f = config_flag(c, "use_new_provider");
+    assert_int_equal(f->percentage_bp, 1250);
+    assert_int_equal(f->unkeyed, FLAG_UNKEYED_NEW);
+    assert_int_equal(f->n_sticky, 3); /* sticky absent: the default list */
+    assert_int_equal(f->n_allow, 2);
+    assert_true(f->allow[0].prefix);
+    assert_string_equal(f->allow[0].text, "internal-");
+    assert_int_equal(f->n_deny, 1);
+    assert_int_equal(f->n_models, 1);
+    config_unref(c);
+}
+
+static void test_explicit_sticky_and_extra_flag(void **state)
+{
+    (void)state;
+    config_t *c = expect_ok(PROVIDERS "flags:\n"
+                                      "  use_new_provider: {percentage: 100, sticky: [api_key]}\n"
+                                      "  use_new_providr: {percentage: 0, sticky: []}\n");
+    assert_int_equal(c->n_flags, 2);
+    assert_int_equal(config_flag(c, "use_new_provider")->n_sticky, 1);
+    assert_int_equal(config_flag(c, "use_new_provider")->percentage_bp, 10000);
+    assert_int_equal(config_flag(c, "use_new_providr")->n_sticky, 0);
+    /* an unknown flag name and an empty sticky list are warnings */
+    assert_int_equal(errs.n_warnings, 2);
+    assert_string_equal(errs.warnings[0], F ":8:3: flag `use_new_providr` is not evaluated by the "
+                                            "router; did you mean `use_new_provider`?");
+    assert_string_equal(errs.warnings[1],
+                        F ":8:44: flags.use_new_providr.sticky is empty: every request follows "
+                          "`unkeyed`");
+    config_unref(c);
+
+    /* a flags block without use_new_provider still gets one, at 0% */
+    c = expect_ok(PROVIDERS "flags: {}\n");
+    assert_int_equal(config_flag(c, "use_new_provider")->percentage_bp, 0);
+    assert_int_equal(errs.n_warnings, 1);
+    assert_string_equal(errs.warnings[0], F ":6:8: flags has no `use_new_provider`: it is defined "
+                                            "at 0% (everything to original)");
+    config_unref(c);
+}
+
+static void test_workers_warning(void **state)
+{
+    (void)state;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores >= 256)
+        skip();
+    char yaml[256];
+    snprintf(yaml, sizeof yaml, "workers: %ld\n" PROVIDERS, cores + 1);
+    config_t *c = expect_ok(yaml);
+    assert_int_equal(c->workers, cores + 1);
+    assert_int_equal(errs.n_warnings, 1);
+    assert_non_null(strstr(errs.warnings[0], F ":1:10: workers ("));
+    assert_non_null(strstr(errs.warnings[0], "is above the number of online CPUs"));
+    config_unref(c);
+}
+
+/* ---- errors ------------------------------------------------------------------ */
+
+static void test_unknown_key_hint(void **state)
+{
+    (void)state;
+    expect_line(PROVIDERS "lisen: \"127.0.0.1:1\"\n",
+                F ":6:1: unknown top-level key `lisen`; did you mean `listen`?");
+    expect_line("providers:\n"
+                "  original:\n"
+                "    base_url: http://127.0.0.1:8101/v1\n"
+                "    tmeout: {total_ms: 5}\n"
+                "  new:\n"
+                "    base_url: http://127.0.0.1:8102/v1\n",
+                F ":4:5: unknown key `tmeout` in providers.original; did you mean `timeouts`?");
+    expect_line(PROVIDERS "    timeouts: {totl_ms: 5}\n",
+                F ":6:16: unknown key `totl_ms` in providers.new.timeouts; did you mean "
+                  "`total_ms`?");
+    /* a case variant */
+    expect_line(PROVIDERS "Workers: 2\n",
+                F ":6:1: unknown top-level key `Workers`; did you mean `workers`? (keys are "
+                  "case-sensitive)");
+    /* no near miss: the known keys are listed */
+    expect_line(PROVIDERS "limits: {body: 5}\n",
+                F ":6:10: unknown key `body` in limits (expected `max_body_bytes`, "
+                  "`max_header_bytes`)");
+    /* blocks that later issues add are unknown today */
+    expect_error(PROVIDERS "fallback: {}\n", "unknown top-level key `fallback`");
+}
+
+static void test_wrong_types(void **state)
+{
+    (void)state;
+    expect_line(PROVIDERS "limits: [1, 2]\n", F ":6:9: limits must be a mapping, got a sequence");
+    expect_line(PROVIDERS "    timeouts: 5\n",
+                F ":6:15: providers.new.timeouts must be a mapping, got `5`");
+    expect_line(PROVIDERS "    models:\n",
+                F ":6:12: providers.new.models must be a mapping, got an empty value");
+    expect_line(PROVIDERS "workers: {a: 1}\n", F ":6:10: workers must be a number, got a mapping");
+    expect_line(PROVIDERS "flags: {use_new_provider: {percentage: 5, allow: bob}}\n",
+                F ":6:50: flags.use_new_provider.allow must be a sequence (e.g. [a, b] or [] "
+                  "for none), got `bob`");
+    expect_line("- a\n- b\n", F ":1:1: the top level must be a mapping, got a sequence");
+    expect_error(PROVIDERS "listen: [a]\n", F ":6:9: listen must be a string, got a sequence");
+    /* quoted numbers are strings, consistently refused where a number is wanted */
+    expect_line(PROVIDERS "workers: \"4\"\n",
+                F ":6:10: workers must be a number, got the quoted string \"4\" (write numbers "
+                  "without quotes)");
+    expect_error(PROVIDERS "flags: {use_new_provider: {percentage: '10'}}\n",
+                 "percentage must be a number, got the quoted string \"10\"");
+    /* keys must be strings */
+    expect_error(PROVIDERS "? [a]\n: 1\n", "keys in the top level must be strings, got a sequence");
+}
+
+static void test_integers(void **state)
+{
+    (void)state;
+    expect_line(PROVIDERS "workers: 257\n", F ":6:10: workers must be from 0 to 256, got 257");
+    expect_line(PROVIDERS "workers: -1\n", F ":6:10: workers must be from 0 to 256, got -1");
+    expect_line(PROVIDERS "workers: 4x\n", F ":6:10: workers must be an integer, got `4x`");
+    expect_error(PROVIDERS "workers: 1.5\n", "workers must be an integer, got `1.5`");
+    expect_error(PROVIDERS "workers: 0x10\n", "workers must be an integer, got `0x10`");
+    expect_error(PROVIDERS "workers: 1e2\n", "workers must be an integer, got `1e2`");
+    expect_error(PROVIDERS "workers: 010\n", "workers must be an integer without leading zeros");
+    expect_error(PROVIDERS "workers: 99999999999999999999999\n",
+                 "workers must be from 0 to 256, got 99999999999999999999999");
+    expect_error(PROVIDERS "limits: {max_body_bytes: 1023}\n",
+                 "limits.max_body_bytes must be from 1024 to 1073741824, got 1023");
+    expect_error(PROVIDERS "limits: {max_header_bytes: 16777217}\n",
+                 "limits.max_header_bytes must be from 1024 to 16777216, got 16777217");
+    expect_error(PROVIDERS "    timeouts: {connect_ms: 0}\n",
+                 F ":6:28: providers.new.timeouts.connect_ms must be from 1 to 86400000, got 0");
+    expect_error(PROVIDERS "    timeouts: {idle_ms: 86400001}\n",
+                 "providers.new.timeouts.idle_ms must be from 1 to 86400000, got 86400001");
+}
+
+static void test_percentage(void **state)
+{
+    (void)state;
+    expect_line(PROVIDERS "flags:\n  use_new_provider: {percentage: 12.345}\n",
+                F ":7:34: flags.use_new_provider.percentage allows at most two decimals, got "
+                  "12.345");
+    expect_line(PROVIDERS "flags:\n  use_new_provider: {percentage: 101}\n",
+                F ":7:34: flags.use_new_provider.percentage must be from 0 to 100, got 101");
+    expect_error(PROVIDERS "flags:\n  use_new_provider: {percentage: 100.01}\n",
+                 "must be from 0 to 100, got 100.01");
+    expect_error(PROVIDERS "flags:\n  use_new_provider: {percentage: ten}\n",
+                 "percentage must be a number from 0 to 100 with at most two decimals, got `ten`");
+    expect_error(PROVIDERS "flags:\n  use_new_provider: {percentage: -5}\n",
+                 "at most two decimals, got `-5`");
+    expect_error(PROVIDERS "flags:\n  use_new_provider: {unkeyed: new}\n",
+                 F ":7:21: missing required key `percentage` in flags.use_new_provider");
+}
+
+static void test_sticky_unkeyed_lists(void **state)
+{
+    (void)state;
+    expect_line(PROVIDERS "flags:\n"
+                          "  use_new_provider:\n"
+                          "    percentage: 5\n"
+                          "    sticky: [\"header:x-user-id\", \"cookie:sid\", api_key]\n",
+                F ":9:34: flags.use_new_provider.sticky[1]: bad sticky source `cookie:sid`; "
+                  "expected `header:NAME`, `body:FIELD` or `api_key`");
+    expect_error(PROVIDERS "flags: {use_new_provider: {percentage: 5, sticky: [\"header:\"]}}\n",
+                 "sticky[0]: bad sticky source `header:`");
+    expect_line(PROVIDERS "flags: {use_new_provider: {percentage: 5, unkeyed: sometimes}}\n",
+                F ":6:52: flags.use_new_provider.unkeyed must be `random`, `original` or `new`, "
+                  "got `sometimes`");
+    expect_error(PROVIDERS "flags: {use_new_provider: {percentage: 5, deny: [\"\"]}}\n",
+                 "flags.use_new_provider.deny[0] must not be empty");
+    expect_error(PROVIDERS "flags: {use_new_provider: {percentage: 5, models: [[a]]}}\n",
+                 "flags.use_new_provider.models[0] must be a string, got a sequence");
+    expect_error(PROVIDERS "flags: {\"bad name\": {percentage: 5}}\n",
+                 "flag name `bad name` must be 1 to 64 characters");
+    expect_error(PROVIDERS "flags: {use_new_provider: {percentage: 5, sticky: [api_key], "
+                           "stciky: []}}\n",
+                 "unknown key `stciky` in flags.use_new_provider; did you mean `sticky`?");
+}
+
+static void test_duplicate_key(void **state)
+{
+    (void)state;
+    expect_line("listen: \"127.0.0.1:1\"\n" PROVIDERS "listen: \"127.0.0.1:2\"\n",
+                F ":7:1: duplicate key `listen` in the top level (first at 1:1)");
+    expect_line(PROVIDERS "    models:\n"
+                          "      a: x\n"
+                          "      b: y\n"
+                          "      a: z\n"
+                          "      a: w\n",
+                F ":9:7: duplicate key `a` in providers.new.models (first at 7:7)");
+    assert_int_equal(errs.n, 2);
+    assert_string_equal(errs.lines[1],
+                        F ":10:7: duplicate key `a` in providers.new.models (first at 7:7)");
+    expect_error("providers:\n"
+                 "  original: {base_url: \"http://a\"}\n"
+                 "  new: {base_url: \"http://b\"}\n"
+                 "  original: {base_url: \"http://c\"}\n",
+                 F ":4:3: duplicate key `original` in providers (first at 2:3)");
+}
+
+static void test_providers_roles(void **state)
+{
+    (void)state;
+    expect_line("providers:\n"
+                "  original:\n"
+                "    base_url: http://127.0.0.1:8101/v1\n",
+                F ":2:3: missing required key `new` in providers");
+    expect_line("listen: \"127.0.0.1:1\"\n", F ":1:1: missing required top-level key `providers`");
+    expect_line(PROVIDERS "  backup:\n    base_url: http://127.0.0.1:8103/v1\n",
+                F ":6:3: unknown key `backup` in providers (expected `original`, `new`)");
+    expect_error(PROVIDERS "  News: {base_url: \"http://x\"}\n",
+                 "unknown key `News` in providers; did you mean `new`?");
+    expect_line("providers:\n  original: {}\n  new: {base_url: \"http://b\"}\n",
+                F ":2:13: missing required key `base_url` in providers.original");
+    /* an empty file has no providers */
+    expect_line("", F ":1:1: missing required top-level key `providers`");
+    expect_line("# only a comment\n", F ":1:1: missing required top-level key `providers`");
+}
+
+static void test_env_vars(void **state)
+{
+    (void)state;
+    clear_env();
+    const char *yaml = "providers:\n"
+                       "  original:\n"
+                       "    base_url: http://127.0.0.1:8101/v1\n"
+                       "    api_key_env: ORIGINAL_API_KEY\n"
+                       "  new:\n"
+                       "    base_url: http://127.0.0.1:8102/v1\n"
+                       "admin: {token_env: SWITCHYARD_ADMIN_TOKEN}\n";
+    expect_line(yaml, F ":4:18: environment variable ORIGINAL_API_KEY "
+                        "(providers.original.api_key_env) is not set");
+    assert_int_equal(errs.n, 2);
+    assert_string_equal(errs.lines[1], F ":7:20: environment variable SWITCHYARD_ADMIN_TOKEN "
+                                         "(admin.token_env) is not set");
+    setenv("ORIGINAL_API_KEY", "", 1);
+    setenv("SWITCHYARD_ADMIN_TOKEN", "tok-SECRET", 1);
+    expect_line(yaml, F ":4:18: environment variable ORIGINAL_API_KEY "
+                        "(providers.original.api_key_env) is empty");
+    assert_int_equal(errs.n, 1);
+    setenv("ORIGINAL_API_KEY", "sk-SECRET", 1);
+    config_t *c = expect_ok(yaml);
+    assert_string_equal(c->providers[0].api_key, "sk-SECRET");
+    assert_null(c->providers[1].api_key);
+    assert_string_equal(c->admin.token, "tok-SECRET");
+    config_unref(c);
+    clear_env();
+
+    /* a key pasted where the variable's name goes is refused and not echoed */
+    expect_error(PROVIDERS "    api_key_env: sk-proj-abc123SECRET\n",
+                 F ":6:18: providers.new.api_key_env must be the name of an environment "
+                   "variable");
+    assert_int_equal(count_containing("SECRET"), 0);
+    expect_error(PROVIDERS "    api_key_env: 0123456789abcdef0123456789abcdefSECRET\n",
+                 "must be the name of an environment variable");
+    assert_int_equal(count_containing("SECRET"), 0);
+    expect_error(PROVIDERS "    api_key_env: a0123456789abcdef0123456789abcdefSECRET\n",
+                 "must be the name of an environment variable");
+    assert_int_equal(count_containing("SECRET"), 0);
+    /* keys are never read from the file */
+    expect_error(PROVIDERS "    api_key: sk-proj-abc123SECRET\n",
+                 "providers.new.api_key: secrets are never read from the file; put it in an "
+                 "environment variable and name that variable with `api_key_env`");
+    assert_int_equal(count_containing("SECRET"), 0);
+    expect_error(PROVIDERS "admin: {token: SECRET}\n", "name that variable with `token_env`");
+    assert_int_equal(count_containing("SECRET"), 0);
+}
+
+static void test_provider_names(void **state)
+{
+    (void)state;
+    expect_line("providers:\n"
+                "  original: {name: same, base_url: \"http://a\"}\n"
+                "  new: {name: same, base_url: \"http://b\"}\n",
+                F ":3:15: providers.original and providers.new have the same name `same`; names "
+                  "label metrics and logs and must differ");
+    /* the default label of one role is the other's explicit name */
+    expect_error("providers:\n"
+                 "  original: {name: new, base_url: \"http://a\"}\n"
+                 "  new: {base_url: \"http://b\"}\n",
+                 F ":2:20: providers.original and providers.new have the same name `new`");
+    expect_error(PROVIDERS "    name: \"has space\"\n",
+                 F ":6:11: providers.new.name must be 1 to 64 characters of A-Z a-z 0-9 . _ -, "
+                   "got `has space`");
+}
+
+static void test_listen(void **state)
+{
+    (void)state;
+    expect_line(PROVIDERS "listen: \"8080\"\n",
+                F ":6:9: listen must be host:port (e.g. 127.0.0.1:8080 or [::1]:8080), got "
+                  "`8080`");
+    expect_error(PROVIDERS "listen: \"127.0.0.1:65536\"\n",
+                 "listen must end in a port from 0 to 65535, got `127.0.0.1:65536`");
+    expect_error(PROVIDERS "listen: \"127.0.0.1:\"\n", "must end in a port from 0 to 65535");
+    expect_error(PROVIDERS "listen: \"127.0.0.1:http\"\n", "must end in a port from 0 to 65535");
+    expect_error(PROVIDERS "listen: \"::1:8080\"\n",
+                 "listen: write an IPv6 address in brackets, e.g. [::1]:8080");
+    expect_error(PROVIDERS "listen: \"[zz]:8080\"\n", "listen has a bad IPv6 address");
+    expect_error(PROVIDERS "listen: \":8080\"\n", "listen has no host");
+    expect_error(PROVIDERS "admin: {listen: \"127.0.0.1:8080\"}\n",
+                 F ":6:17: admin.listen is the same address as listen (127.0.0.1:8080)");
+    config_t *c = expect_ok(PROVIDERS "listen: \"localhost:65535\"\n");
+    assert_string_equal(c->listen.host, "localhost");
+    assert_int_equal(c->listen.port, 65535);
+    config_unref(c);
+    /* admin open to the network without a token: allowed, with a warning */
+    c = expect_ok(PROVIDERS "admin: {listen: \"0.0.0.0:9090\"}\n");
+    assert_int_equal(errs.n_warnings, 1);
+    assert_non_null(strstr(errs.warnings[0], F ":6:17: admin.listen is not a loopback address"));
+    config_unref(c);
+}
+
+static void test_base_url(void **state)
+{
+    (void)state;
+    expect_line("providers:\n"
+                "  original: {base_url: \"ftp://files.example/v1\"}\n"
+                "  new: {base_url: \"http://b\"}\n",
+                F ":2:24: providers.original.base_url must use http:// or https://, got scheme "
+                  "`ftp`");
+    expect_error("providers:\n  original: {base_url: api.openai.com/v1}\n  new: "
+                 "{base_url: \"http://b\"}\n",
+                 "providers.original.base_url must be an absolute http:// or https:// URL");
+    expect_error("providers:\n  original: {base_url: \"http:///v1\"}\n  new: "
+                 "{base_url: \"http://b\"}\n",
+                 "providers.original.base_url has no host");
+    expect_error("providers:\n  original: {base_url: \"https://u:SECRET@h/v1\"}\n  new: "
+                 "{base_url: \"http://b\"}\n",
+                 "providers.original.base_url must not contain credentials");
+    assert_int_equal(count_containing("SECRET"), 0);
+    expect_error("providers:\n  original: {base_url: \"https://h/v1?key=SECRET\"}\n  new: "
+                 "{base_url: \"http://b\"}\n",
+                 "must not contain spaces, control characters, a query (?) or a fragment (#)");
+    assert_int_equal(count_containing("SECRET"), 0);
+}
+
+static void test_yaml_syntax_error(void **state)
+{
+    (void)state;
+    expect_line(PROVIDERS "listen: \"127.0.0.1:8080\n",
+                F ":7:1: syntax error: found unexpected end of stream (while scanning a quoted "
+                  "scalar at 6:9)");
+    assert_int_equal(errs.n, 1);
+    expect_error("providers:\n  original: x\n   new: y\n", F ":3:7: syntax error: ");
+    expect_error("a: 1\n---\nb: 2\n", F ":2:1: only one YAML document is allowed");
+    expect_error("a: \"\xff\"\n", "syntax error: invalid leading UTF-8 octet");
+}
+
+static void test_anchor_alias_tag(void **state)
+{
+    (void)state;
+    expect_line("t: &a {connect_ms: 5}\n" PROVIDERS "    timeouts: *a\n",
+                F ":7:15: alias `*a` is not supported (anchors and aliases are refused)");
+    assert_int_equal(count_containing("anchor `&a` is not supported"), 1);
+    /* the classic alias bomb stops at the first alias, cheaply */
+    expect_error("a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\n", "alias `*a` is not supported");
+    expect_error(PROVIDERS "workers: !!int 4\n", F ":6:10: YAML tag `tag:yaml.org,2002:int` is not "
+                                                   "supported");
+}
+
+static void test_deep_nesting(void **state)
+{
+    (void)state;
+    char yaml[512];
+    size_t o = 0;
+    o += (size_t)snprintf(yaml + o, sizeof yaml - o, "%s", PROVIDERS "deep: ");
+    for (int i = 0; i < 40; i++)
+        yaml[o++] = '[';
+    for (int i = 0; i < 40; i++)
+        yaml[o++] = ']';
+    yaml[o++] = '\n';
+    yaml[o] = '\0';
+    expect_line(yaml, F ":6:38: nesting deeper than 32 levels is not allowed");
+    assert_int_equal(count_containing("nesting"), 1);
+    /* the top-level mapping and 31 sequences: 32 levels, accepted by the reader */
+    o = 0;
+    o += (size_t)snprintf(yaml + o, sizeof yaml - o, "%s", PROVIDERS "deep: ");
+    for (int i = 0; i < 31; i++)
+        yaml[o++] = '[';
+    for (int i = 0; i < 31; i++)
+        yaml[o++] = ']';
+    yaml[o++] = '\n';
+    yaml[o] = '\0';
+    expect_error(yaml, "unknown top-level key `deep`");
+    assert_int_equal(count_containing("nesting"), 0);
+}
+
+static void test_many_errors_reported(void **state)
+{
+    (void)state;
+    clear_env();
+    config_t *c = load("listen: nowhere\n"                   /* 1 */
+                       "workers: 1000\n"                     /* 2 */
+                       "limits: {max_body_bytes: 1}\n"       /* 3 */
+                       "providers:\n"                        /* 4 */
+                       "  original:\n"                       /* 5 */
+                       "    base_url: ftp://x\n"             /* 6 */
+                       "    api_key_env: ORIGINAL_API_KEY\n" /* 7 */
+                       "    timeouts: {tmeout: 5}\n"         /* 8 */
+                       "  third: {}\n"                       /* 9 */
+                       "flags:\n"                            /* 10 */
+                       "  use_new_provider:\n"               /* 11 */
+                       "    percentage: 33.333\n"            /* 12 */
+                       "    sticky: [\"nope\"]\n"            /* 13 */
+                       "    unkeyed: maybe\n");              /* 14 */
+    assert_null(c);
+    check_format(errs.lines, errs.n);
+    const char *want[] = {
+        F ":1:9: listen must be host:port (e.g. 127.0.0.1:8080 or [::1]:8080), got `nowhere`",
+        F ":2:10: workers must be from 0 to 256, got 1000",
+        F ":3:26: limits.max_body_bytes must be from 1024 to 1073741824, got 1",
+        F ":5:3: missing required key `new` in providers",
+        F ":6:15: providers.original.base_url must use http:// or https://, got scheme `ftp`",
+        F ":7:18: environment variable ORIGINAL_API_KEY (providers.original.api_key_env) is not "
+          "set",
+        F ":8:16: unknown key `tmeout` in providers.original.timeouts (expected `connect_ms`, "
+          "`first_byte_ms`, `idle_ms`, `total_ms`)",
+        F ":9:3: unknown key `third` in providers (expected `original`, `new`)",
+        F ":12:17: flags.use_new_provider.percentage allows at most two decimals, got 33.333",
+        F ":13:14: flags.use_new_provider.sticky[0]: bad sticky source `nope`; expected "
+          "`header:NAME`, `body:FIELD` or `api_key`",
+        F ":14:14: flags.use_new_provider.unkeyed must be `random`, `original` or `new`, got "
+          "`maybe`",
+    };
+    size_t n_want = sizeof want / sizeof *want;
+    if (errs.n != n_want)
+        dump();
+    assert_int_equal(errs.n, n_want);
+    for (size_t i = 0; i < n_want; i++)
+        assert_string_equal(errs.lines[i], want[i]);
+}
+
+static void test_errs_null_and_buffer_name(void **state)
+{
+    (void)state;
+    assert_null(config_load_buffer("x", "workers: [", 10, NULL));
+    assert_null(config_load_buffer("x", "workers: 1000\n", 14, NULL));
+    assert_null(config_load(NULL, NULL));
+    config_t *c = config_load_buffer("x", PROVIDERS, strlen(PROVIDERS), NULL);
+    assert_non_null(c);
+    assert_string_equal(c->path, "x");
+    config_unref(c);
+    /* the length is honoured: nothing past len is read */
+    const char *yaml = PROVIDERS "workers: 1000\n";
+    c = config_load_buffer("x", yaml, strlen(PROVIDERS), NULL);
+    assert_non_null(c);
+    config_unref(c);
+    /* errors append; config_errors_free resets */
+    config_errors_free(&errs);
+    assert_null(config_load_buffer("a.yaml", "x: 1\n", 5, &errs));
+    assert_null(config_load_buffer("b.yaml", "x: 1\n", 5, &errs));
+    assert_int_equal(errs.n, 4);
+    assert_true(strncmp(errs.lines[2], "b.yaml:", 7) == 0);
+    config_errors_free(&errs);
+    assert_int_equal(errs.n, 0);
+    assert_null(errs.lines);
+    config_errors_free(&errs);
+    config_errors_free(NULL);
+}
+
+static void test_ref_unref(void **state)
+{
+    (void)state;
+    config_t *c = expect_ok(PROVIDERS);
+    assert_int_equal(atomic_load(&c->refs), 1);
+    assert_ptr_equal(config_ref(c), c);
+    assert_ptr_equal(config_ref(c), c);
+    assert_int_equal(atomic_load(&c->refs), 3);
+    config_unref(c);
+    config_unref(c);
+    assert_int_equal(atomic_load(&c->refs), 1);
+    /* still usable by the last holder */
+    assert_string_equal(config_flag(c, "use_new_provider")->key, "use_new_provider");
+    config_unref(c); /* frees: the sanitizer run checks nothing leaks */
+    config_unref(NULL);
+    assert_null(config_ref(NULL));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_default_config, teardown),
+        cmocka_unit_test_teardown(test_real_providers_example, teardown),
+        cmocka_unit_test_teardown(test_missing_file, teardown),
+        cmocka_unit_test_teardown(test_defaults, teardown),
+        cmocka_unit_test_teardown(test_values_and_flag_defaults, teardown),
+        cmocka_unit_test_teardown(test_explicit_sticky_and_extra_flag, teardown),
+        cmocka_unit_test_teardown(test_workers_warning, teardown),
+        cmocka_unit_test_teardown(test_unknown_key_hint, teardown),
+        cmocka_unit_test_teardown(test_wrong_types, teardown),
+        cmocka_unit_test_teardown(test_integers, teardown),
+        cmocka_unit_test_teardown(test_percentage, teardown),
+        cmocka_unit_test_teardown(test_sticky_unkeyed_lists, teardown),
+        cmocka_unit_test_teardown(test_duplicate_key, teardown),
+        cmocka_unit_test_teardown(test_providers_roles, teardown),
+        cmocka_unit_test_teardown(test_env_vars, teardown),
+        cmocka_unit_test_teardown(test_provider_names, teardown),
+        cmocka_unit_test_teardown(test_listen, teardown),
+        cmocka_unit_test_teardown(test_base_url, teardown),
+        cmocka_unit_test_teardown(test_yaml_syntax_error, teardown),
+        cmocka_unit_test_teardown(test_anchor_alias_tag, teardown),
+        cmocka_unit_test_teardown(test_deep_nesting, teardown),
+        cmocka_unit_test_teardown(test_many_errors_reported, teardown),
+        cmocka_unit_test_teardown(test_errs_null_and_buffer_name, teardown),
+        cmocka_unit_test_teardown(test_ref_unref, teardown),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
