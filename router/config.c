@@ -1048,6 +1048,65 @@ static int field_flags(ld_t *ld, const node_t *val, const char *path, void *out,
 
 /* ---- top level ------------------------------------------------------------- */
 
+/* Headers that carry identity, routing or framing never pass on, whatever the file says. */
+static const char *const never_forwarded[] = {
+    "authorization", "proxy-authorization", "cookie", "host", "connection", "keep-alive",
+    "transfer-encoding", "content-length", "te", "trailer", "upgrade", "expect",
+    "proxy-connection", "x-forwarded-for", "forwarded",
+};
+
+static int field_forward_headers(ld_t *ld, const node_t *val, const char *path, void *out,
+                                 intptr_t arg)
+{
+    (void)out;
+    (void)arg;
+    char sub[PATH_CAP];
+    config_t *c = ld->cfg;
+    if (want_seq(ld, val, path) != 0)
+        return -1;
+    for (size_t i = 0; i < val->n_kids; i++) {
+        const node_t *it = val->kids[i];
+        join_index(sub, path, i);
+        const char *s = want_string(ld, it, sub);
+        if (s == NULL)
+            continue;
+        size_t len = strlen(s);
+        int ok = len > 0 && len <= 64;
+        for (size_t j = 0; ok && j < len; j++)
+            ok = (s[j] >= 'a' && s[j] <= 'z') || (s[j] >= 'A' && s[j] <= 'Z') ||
+                 (s[j] >= '0' && s[j] <= '9') || s[j] == '-' || s[j] == '_';
+        if (!ok) {
+            err(ld, it, "%s must be a header name (letters, digits, `-`, `_`)", sub);
+            continue;
+        }
+        char *lower = strdup(s);
+        if (lower == NULL) {
+            oom(ld, it);
+            return -1;
+        }
+        for (char *q = lower; *q; q++)
+            if (*q >= 'A' && *q <= 'Z')
+                *q = (char)(*q - 'A' + 'a');
+        int banned = 0;
+        for (size_t j = 0; j < sizeof never_forwarded / sizeof *never_forwarded; j++)
+            banned |= strcmp(lower, never_forwarded[j]) == 0;
+        if (banned) {
+            err(ld, it, "%s: `%s` is never forwarded to a provider", sub, lower);
+            free(lower);
+            continue;
+        }
+        char **a = realloc(c->forward_headers, (c->n_forward_headers + 1) * sizeof *a);
+        if (a == NULL) {
+            free(lower);
+            oom(ld, it);
+            return -1;
+        }
+        a[c->n_forward_headers++] = lower;
+        c->forward_headers = a;
+    }
+    return 0;
+}
+
 /*
  * The top-level blocks. A new block (fallback, access_log, rollout, clients,
  * cors) is one entry here plus its field function; its data goes in config_t.
@@ -1059,6 +1118,7 @@ static const field_t top_fields[] = {
     {"limits", field_limits, 0, 0, 0},
     {"providers", field_providers, 0, 1, 0},
     {"flags", field_flags, 0, 0, 0},
+    {"forward_headers", field_forward_headers, 0, 0, 0},
 };
 
 static void config_free(config_t *c)
@@ -1082,6 +1142,9 @@ static void config_free(config_t *c)
         }
         free(p->models);
     }
+    for (size_t i = 0; i < c->n_forward_headers; i++)
+        free(c->forward_headers[i]);
+    free(c->forward_headers);
     for (size_t i = 0; i < c->n_flags; i++)
         flags_def_free(c->flags[i]);
     free(c->flags);

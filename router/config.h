@@ -63,6 +63,8 @@ typedef struct config {
         size_t max_header_bytes;
     } limits;
     config_provider_t providers[CONFIG_N_ROLES];
+    char **forward_headers; /* extra client headers passed upstream (lower-cased) */
+    size_t n_forward_headers;
     flag_def_t **flags;
     size_t n_flags;
 } config_t;

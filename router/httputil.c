@@ -1,0 +1,104 @@
+/* httputil — shared reply helpers. See httputil.h. */
+#include "httputil.h"
+
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <sys/queue.h>
+#include <event2/keyvalq_struct.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+char *http_error_body(const char *type, const char *code, const char *message)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *err = cJSON_AddObjectToObject(root, "error");
+    char *out = NULL;
+    if (err && cJSON_AddStringToObject(err, "message", message ? message : "") &&
+        cJSON_AddStringToObject(err, "type", type ? type : "api_error") &&
+        cJSON_AddNullToObject(err, "param") &&
+        (code ? cJSON_AddStringToObject(err, "code", code) : cJSON_AddNullToObject(err, "code")))
+        out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return out;
+}
+
+void http_reply_json(struct evhttp_request *req, int status, const char *body)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b && body)
+        evbuffer_add(b, body, strlen(body));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    evhttp_send_reply(req, status, http_reason(status), b);
+    if (b)
+        evbuffer_free(b);
+}
+
+void http_reply_error(struct evhttp_request *req, int status, const char *type, const char *code,
+                      const char *message)
+{
+    char *body = http_error_body(type, code, message);
+    http_reply_json(req, status, body ? body : "{\"error\":{\"message\":\"internal error\"}}");
+    free(body);
+}
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: break;
+    }
+    if (status >= 200 && status < 300)
+        return "OK";
+    if (status >= 400 && status < 500)
+        return "Client Error";
+    return "Error";
+}
+
+int http_value_unsafe(const char *v)
+{
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+            return 1;
+    return 0;
+}
+
+int http_secret_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char diff = (unsigned char)(la != lb);
+    /* Compare over b's length whatever a is, so timing says nothing of a. */
+    for (size_t i = 0; i < lb; i++)
+        diff |= (unsigned char)((i < la ? (unsigned char)a[i] : 0) ^ (unsigned char)b[i]);
+    return diff == 0;
+}
+
+const char *http_bearer(struct evkeyvalq *headers)
+{
+    const char *v = evhttp_find_header(headers, "Authorization");
+    if (!v || strncasecmp(v, "Bearer ", 7) != 0)
+        return NULL;
+    v += 7;
+    while (*v == ' ')
+        v++;
+    return *v ? v : NULL;
+}

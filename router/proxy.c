@@ -1,0 +1,915 @@
+/*
+ * proxy — request lifecycle on the main listener. See proxy.h.
+ *
+ * Order of events for one request:
+ *   proxy_handle        validate, parse the body once, decide the variant
+ *   start_attempt       easy handle + headers + timeouts, into the worker's CURLM
+ *   on_header           upstream status and headers (nothing sent to the client yet)
+ *   on_write            body bytes: buffered whole (non-stream, errors) or, for a
+ *                       2xx event stream, held until the first complete SSE event,
+ *                       then committed and forwarded event by event
+ *   attempt_finished    reply / end the stream / error, then maybe_free
+ * The client may leave at any point (on_client_close, on_fd_closed); the attempt
+ * is cancelled and the request freed once both sides are done.
+ */
+#include "proxy.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <sys/queue.h>
+#include <event2/keyvalq_struct.h>
+
+#include "body.h"
+#include "flags.h"
+#include "httputil.h"
+#include "log.h"
+#include "sse.h"
+#include "upstream.h"
+
+#define ROUTING_FLAG "use_new_provider"
+/* Pause the upstream when this much is waiting for a slow client. */
+#define CLIENT_HIGH_WATER (256 * 1024)
+/* A non-streaming upstream body is read whole before the commit; bound it. */
+#define RESPONSE_MAX (64 * 1024 * 1024)
+/* Bytes an event stream may send before its first complete event. */
+#define PRECOMMIT_MAX (1024 * 1024)
+/* An event larger than this is forwarded raw rather than held whole. */
+#define EVENT_MAX (1024 * 1024)
+
+typedef enum { ROUTE_JSON, ROUTE_MODELS, ROUTE_OTHER } route_t;
+typedef enum { MODE_NONE, MODE_BUFFER, MODE_STREAM } mode_t_;
+
+typedef enum {
+    FAIL_NONE = 0,
+    FAIL_CONNECT_ERROR,
+    FAIL_TIMEOUT_CONNECT,
+    FAIL_TIMEOUT_FIRST_BYTE,
+    FAIL_TIMEOUT_IDLE,
+    FAIL_TIMEOUT_TOTAL,
+    FAIL_PROTOCOL,
+    FAIL_CLIENT_CLOSED,
+} fail_t;
+
+static const char *const fail_names[] = {
+    "none",          "connect_error", "timeout_connect", "timeout_first_byte",
+    "timeout_idle",  "timeout_total", "protocol",        "client_closed",
+};
+
+struct proxy_req {
+    proxy_req_t *prev, *next; /* worker's live list */
+    worker_t *w;
+    config_t *cfg;
+    struct evhttp_request *req; /* NULL once evhttp owns it again */
+    struct evhttp_connection *evcon;
+    int own_req;     /* evhttp detached req after the client left: we free it */
+    int client_gone; /* the client connection is closed */
+    int client_done; /* the reply is complete or abandoned */
+    struct event *close_watch;
+    char request_id[72];
+
+    /* request */
+    enum evhttp_cmd_type method;
+    route_t route;
+    char *path_query; /* the part after "/v1", with "?query" */
+    char *body;
+    size_t body_len;
+    size_t model_off, model_len;
+    char *model;
+    int stream_req;
+    flag_result_t decision;
+    const char *sticky_source;
+
+    /* the attempt */
+    int role;
+    upstream_xfer_t xfer;
+    struct curl_slist *up_hdrs;
+    char *up_body; /* rewritten body, or NULL to send `body` */
+    struct event *timer;
+    struct timespec t_start, t_attempt, t_last;
+    long status;
+    struct evkeyvalq up_headers;
+    int headers_done;
+    mode_t_ mode;
+    struct evbuffer *buf; /* buffered body, or stream bytes not yet forwarded */
+    struct evbuffer *out; /* reused to hand chunks to evhttp */
+    sse_scanner_t sse;
+    int committed;
+    int paused;
+    fail_t fail;
+    char fail_detail[128];
+};
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) * 1e3 + (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* ---- freeing --------------------------------------------------------------------- */
+
+static void release_attempt(proxy_req_t *p)
+{
+    if (p->xfer.easy) {
+        upstream_cancel(p->w->up, &p->xfer);
+        upstream_easy_put(p->w->up, p->xfer.easy);
+        p->xfer.easy = NULL;
+    }
+    curl_slist_free_all(p->up_hdrs);
+    p->up_hdrs = NULL;
+    free(p->up_body);
+    p->up_body = NULL;
+    if (p->timer)
+        evtimer_del(p->timer);
+}
+
+static void stop_close_watch(proxy_req_t *p)
+{
+    if (p->close_watch) {
+        event_free(p->close_watch);
+        p->close_watch = NULL;
+    }
+}
+
+static void maybe_free(proxy_req_t *p)
+{
+    if (!p->client_done || p->xfer.active)
+        return;
+    worker_t *w = p->w;
+    release_attempt(p);
+    stop_close_watch(p);
+    if (p->own_req && p->req)
+        evhttp_request_free(p->req);
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        w->live = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    w->n_live--;
+    if (p->timer)
+        event_free(p->timer);
+    evhttp_clear_headers(&p->up_headers);
+    if (p->buf)
+        evbuffer_free(p->buf);
+    if (p->out)
+        evbuffer_free(p->out);
+    free(p->path_query);
+    free(p->body);
+    free(p->model);
+    config_unref(p->cfg);
+    free(p);
+    worker_request_ended(w);
+}
+
+/* The reply is about to be handed over: evhttp owns req from here on. */
+static struct evhttp_request *take_req(proxy_req_t *p)
+{
+    struct evhttp_request *req = p->req;
+    evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+    stop_close_watch(p);
+    p->client_done = 1;
+    p->req = NULL;
+    return req;
+}
+
+/* ---- replies --------------------------------------------------------------------- */
+
+static void add_switchyard_headers(proxy_req_t *p, struct evkeyvalq *out, int with_provider)
+{
+    evhttp_add_header(out, "x-switchyard-request-id", p->request_id);
+    if (with_provider) {
+        const config_provider_t *pv = &p->cfg->providers[p->role];
+        char attempts[128];
+        if (p->status > 0)
+            snprintf(attempts, sizeof(attempts), "%s:%ld", pv->name, p->status);
+        else
+            snprintf(attempts, sizeof(attempts), "%s:%s", pv->name, fail_names[p->fail]);
+        evhttp_add_header(out, "x-switchyard-provider", pv->name);
+        evhttp_add_header(out, "x-switchyard-variant", flags_variant_name(p->decision.variant));
+        evhttp_add_header(out, "x-switchyard-attempts", attempts);
+    }
+}
+
+static void reply_error(proxy_req_t *p, int status, const char *type, const char *code,
+                        const char *message, int with_provider)
+{
+    if (p->client_done)
+        return;
+    struct evhttp_request *req = take_req(p);
+    add_switchyard_headers(p, evhttp_request_get_output_headers(req), with_provider);
+    http_reply_error(req, status, type, code, message);
+}
+
+static int is_hop_by_hop(const char *name)
+{
+    static const char *const drop[] = {
+        "connection", "keep-alive",       "proxy-authenticate", "proxy-authorization",
+        "te",         "trailer",          "transfer-encoding",  "upgrade",
+        "content-length", "set-cookie",   "proxy-connection",
+    };
+    for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
+        if (strcasecmp(name, drop[i]) == 0)
+            return 1;
+    return strncasecmp(name, "x-switchyard-", 13) == 0;
+}
+
+static void copy_upstream_headers(proxy_req_t *p, struct evhttp_request *req)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    struct evkeyval *h;
+    TAILQ_FOREACH(h, &p->up_headers, next)
+    {
+        evhttp_add_header(out, h->key, h->value);
+    }
+    add_switchyard_headers(p, out, 1);
+}
+
+static void reply_buffered(proxy_req_t *p)
+{
+    struct evhttp_request *req = take_req(p);
+    copy_upstream_headers(p, req);
+    evhttp_send_reply(req, (int)p->status, http_reason((int)p->status), p->buf);
+}
+
+/* ---- upstream callbacks ---------------------------------------------------------- */
+
+static void on_client_drained(struct evhttp_connection *evcon, void *arg);
+
+static size_t client_backlog(proxy_req_t *p)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(p->evcon);
+    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+static void forward(proxy_req_t *p, size_t n)
+{
+    if (n == 0 || p->client_done)
+        return;
+    evbuffer_remove_buffer(p->buf, p->out, n);
+    evhttp_send_reply_chunk_with_cb(p->req, p->out, on_client_drained, p);
+}
+
+static void commit_stream(proxy_req_t *p)
+{
+    copy_upstream_headers(p, p->req);
+    evhttp_send_reply_start(p->req, (int)p->status, http_reason((int)p->status));
+    p->committed = 1;
+    stop_close_watch(p); /* evhttp watches the connection itself once writing */
+    /* evhttp's timeout is also a read timeout: an SSE client sends nothing. */
+    const config_provider_t *pv = &p->cfg->providers[p->role];
+    long secs = pv->timeouts.total_ms / 1000 + 60;
+    evhttp_connection_set_timeout(p->evcon, (int)(secs > 3600 ? secs : 3600));
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+    proxy_req_t *p = arg;
+    size_t len = size * nmemb;
+    if (p->client_gone || p->fail != FAIL_NONE)
+        return CURL_WRITEFUNC_ERROR;
+    clock_gettime(CLOCK_MONOTONIC, &p->t_last);
+    if (p->mode != MODE_STREAM) {
+        if (evbuffer_get_length(p->buf) + len > RESPONSE_MAX) {
+            p->fail = FAIL_PROTOCOL;
+            snprintf(p->fail_detail, sizeof(p->fail_detail), "response body over %d bytes",
+                     RESPONSE_MAX);
+            return CURL_WRITEFUNC_ERROR;
+        }
+        evbuffer_add(p->buf, data, len);
+        return len;
+    }
+    if (p->committed && client_backlog(p) > CLIENT_HIGH_WATER) {
+        p->paused = 1;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    size_t before = evbuffer_get_length(p->buf);
+    evbuffer_add(p->buf, data, len);
+    size_t last_end = 0;
+    if (sse_scan(&p->sse, data, len, &last_end) > 0) {
+        if (!p->committed)
+            commit_stream(p);
+        forward(p, before + last_end);
+    } else if (!p->committed && before + len > PRECOMMIT_MAX) {
+        p->fail = FAIL_PROTOCOL;
+        snprintf(p->fail_detail, sizeof(p->fail_detail), "no SSE event in the first %d bytes",
+                 PRECOMMIT_MAX);
+        return CURL_WRITEFUNC_ERROR;
+    } else if (p->committed && before + len > EVENT_MAX) {
+        forward(p, before + len);
+    }
+    return len;
+}
+
+static void headers_complete(proxy_req_t *p)
+{
+    p->headers_done = 1;
+    const char *ct = evhttp_find_header(&p->up_headers, "Content-Type");
+    int is_sse = ct && strncasecmp(ct, "text/event-stream", 17) == 0;
+    p->mode = (p->status >= 200 && p->status < 300 && is_sse) ? MODE_STREAM : MODE_BUFFER;
+}
+
+static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
+{
+    proxy_req_t *p = arg;
+    size_t len = size * nitems;
+    if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+        /* A new header block (after a 1xx interim response too). */
+        evhttp_clear_headers(&p->up_headers);
+        const char *sp = memchr(buf, ' ', len);
+        p->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+        return len;
+    }
+    if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
+        if (p->status >= 200)
+            headers_complete(p);
+        return len;
+    }
+    char line[8192];
+    if (len >= sizeof(line))
+        return len; /* an absurd header is dropped, not forwarded */
+    memcpy(line, buf, len);
+    while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+        len--;
+    line[len] = '\0';
+    char *colon = strchr(line, ':');
+    if (!colon || colon == line)
+        return size * nitems;
+    *colon = '\0';
+    char *value = colon + 1;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    if (!is_hop_by_hop(line) && !http_value_unsafe(value))
+        evhttp_add_header(&p->up_headers, line, value);
+    return size * nitems;
+}
+
+/* ---- attempt end ----------------------------------------------------------------- */
+
+static fail_t classify_curl(proxy_req_t *p, CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT: {
+        long connected = 0;
+        double ct = 0;
+        curl_easy_getinfo(p->xfer.easy, CURLINFO_CONNECT_TIME, &ct);
+        connected = ct > 0;
+        return connected ? FAIL_TIMEOUT_TOTAL : FAIL_TIMEOUT_CONNECT;
+    }
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return FAIL_CONNECT_ERROR;
+    default:
+        return p->headers_done || p->status ? FAIL_PROTOCOL : FAIL_CONNECT_ERROR;
+    }
+}
+
+static void end_stream_with_error(proxy_req_t *p, const char *message)
+{
+    /* After the commit the status is sent: say it in the stream, and leave out
+     * [DONE] so that clients can tell the answer is incomplete. */
+    char *err = http_error_body("server_error", "upstream_error", message);
+    evbuffer_drain(p->buf, evbuffer_get_length(p->buf));
+    evbuffer_add_printf(p->buf, "event: error\ndata: %s\n\n", err ? err : "{}");
+    free(err);
+    forward(p, evbuffer_get_length(p->buf));
+    evhttp_send_reply_end(take_req(p));
+}
+
+static void attempt_finished(proxy_req_t *p, CURLcode rc)
+{
+    if (p->timer)
+        evtimer_del(p->timer);
+    if (p->fail == FAIL_NONE && rc != CURLE_OK)
+        p->fail = classify_curl(p, rc);
+    if (p->fail == FAIL_NONE && !p->headers_done) {
+        p->fail = FAIL_PROTOCOL;
+        snprintf(p->fail_detail, sizeof(p->fail_detail), "no response headers");
+    }
+    if (p->client_gone) {
+        maybe_free(p);
+        return;
+    }
+    const config_provider_t *pv = &p->cfg->providers[p->role];
+    double ms = ms_since(&p->t_attempt);
+    if (p->fail == FAIL_NONE) {
+        if (p->committed) {
+            forward(p, evbuffer_get_length(p->buf));
+            evhttp_send_reply_end(take_req(p));
+        } else {
+            reply_buffered(p);
+        }
+    } else {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s: %s after %.0f ms%s%s", pv->name, fail_names[p->fail], ms,
+                 p->fail_detail[0] ? " (" : "", p->fail_detail[0] ? p->fail_detail : "");
+        if (p->fail_detail[0])
+            strncat(msg, ")", sizeof(msg) - strlen(msg) - 1);
+        log_warn("event=attempt_failed request_id=%s provider=%s class=%s ms=%.0f committed=%d",
+                 p->request_id, pv->name, fail_names[p->fail], ms, p->committed);
+        if (p->committed) {
+            end_stream_with_error(p, msg);
+        } else {
+            int timeout = p->fail == FAIL_TIMEOUT_CONNECT || p->fail == FAIL_TIMEOUT_FIRST_BYTE ||
+                          p->fail == FAIL_TIMEOUT_IDLE || p->fail == FAIL_TIMEOUT_TOTAL;
+            p->status = 0;
+            reply_error(p, timeout ? 504 : 502, "server_error",
+                        timeout ? "upstream_timeout" : "upstream_error", msg, 1);
+        }
+    }
+    maybe_free(p);
+}
+
+static void on_done(upstream_xfer_t *x, CURLcode rc)
+{
+    proxy_req_t *p = (proxy_req_t *)((char *)x - offsetof(proxy_req_t, xfer));
+    attempt_finished(p, rc);
+}
+
+/* First-byte and idle deadlines. The timer is armed once per phase; body bytes
+ * only stamp t_last, and an early wake-up re-arms for what is left. */
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    proxy_req_t *p = arg;
+    if (p->client_gone) { /* deferred cancel requested from inside libcurl */
+        release_attempt(p);
+        maybe_free(p);
+        return;
+    }
+    if (!p->xfer.active)
+        return;
+    const config_provider_t *pv = &p->cfg->providers[p->role];
+    int waiting_first = !p->committed && evbuffer_get_length(p->buf) == 0;
+    long limit = waiting_first ? pv->timeouts.first_byte_ms : pv->timeouts.idle_ms;
+    double idle = ms_since(waiting_first ? &p->t_attempt : &p->t_last);
+    if (idle < (double)limit) {
+        long left = limit - (long)idle;
+        struct timeval tv = {left / 1000, (left % 1000) * 1000 + 1000};
+        evtimer_add(p->timer, &tv);
+        return;
+    }
+    p->fail = waiting_first ? FAIL_TIMEOUT_FIRST_BYTE : FAIL_TIMEOUT_IDLE;
+    upstream_cancel(p->w->up, &p->xfer);
+    attempt_finished(p, CURLE_OPERATION_TIMEDOUT);
+}
+
+/* ---- client side ----------------------------------------------------------------- */
+
+static void client_left(proxy_req_t *p)
+{
+    p->client_gone = 1;
+    p->client_done = 1;
+    stop_close_watch(p);
+    if (p->xfer.active) {
+        if (upstream_in_callback(p->w->up)) {
+            struct timeval now = {0, 0};
+            evtimer_add(p->timer, &now); /* cancel from the loop, not inside libcurl */
+            return;
+        }
+        upstream_cancel(p->w->up, &p->xfer);
+    }
+    maybe_free(p);
+}
+
+static void on_client_close(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    proxy_req_t *p = arg;
+    if (p->req && evhttp_request_get_connection(p->req) == NULL)
+        p->own_req = 1; /* evhttp detached it: ours to free */
+    else
+        p->req = NULL; /* evhttp frees it with the connection */
+    client_left(p);
+}
+
+/* Before the reply starts evhttp does not read the socket, so a client that
+ * leaves while we wait for the upstream would go unnoticed until a write. */
+static void on_fd_closed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    proxy_req_t *p = arg;
+    stop_close_watch(p);
+    /* Frees the connection; evhttp calls on_client_close first. */
+    evhttp_connection_free(p->evcon);
+}
+
+static void on_client_drained(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    proxy_req_t *p = arg;
+    if (p->paused && !p->client_done) {
+        p->paused = 0;
+        upstream_resume(p->w->up, &p->xfer); /* may finish and free p */
+    }
+}
+
+/* ---- request start --------------------------------------------------------------- */
+
+static int path_is_safe(const char *path)
+{
+    /* Dot segments (plain or percent-encoded), backslashes and encoded slashes or
+     * NULs could move the request off the provider's base path. */
+    for (const char *s = path; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c >= 0x7f || c == '\\')
+            return 0;
+        if (c == '%') {
+            if (strncasecmp(s, "%2e", 3) == 0 || strncasecmp(s, "%2f", 3) == 0 ||
+                strncasecmp(s, "%5c", 3) == 0 || strncmp(s, "%00", 3) == 0)
+                return 0;
+        }
+        if (c == '/' && s[1] == '.' &&
+            (s[2] == '/' || s[2] == '\0' || (s[2] == '.' && (s[3] == '/' || s[3] == '\0'))))
+            return 0;
+    }
+    return 1;
+}
+
+static void make_request_id(proxy_req_t *p, struct evkeyvalq *in)
+{
+    const char *given = evhttp_find_header(in, "x-request-id");
+    if (given) {
+        size_t n = strlen(given);
+        int ok = n > 0 && n < sizeof(p->request_id);
+        for (size_t i = 0; ok && i < n; i++) {
+            char c = given[i];
+            ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                 c == '-' || c == '_' || c == '.' || c == ':';
+        }
+        if (ok) {
+            memcpy(p->request_id, given, n + 1);
+            return;
+        }
+    }
+    uint64_t a = worker_random(p->w), b = worker_random(p->w);
+    snprintf(p->request_id, sizeof(p->request_id), "sy-%016llx%016llx", (unsigned long long)a,
+             (unsigned long long)b);
+}
+
+static const char *find_sticky(proxy_req_t *p, const flag_def_t *def, struct evkeyvalq *in,
+                               const body_info_t *info, size_t *len)
+{
+    for (size_t i = 0; i < def->n_sticky; i++) {
+        const flag_sticky_t *s = &def->sticky[i];
+        const char *v = NULL;
+        switch (s->kind) {
+        case FLAG_STICKY_HEADER:
+            v = evhttp_find_header(in, s->name);
+            break;
+        case FLAG_STICKY_BODY:
+            v = info ? body_string_field(info, s->name) : NULL;
+            break;
+        case FLAG_STICKY_API_KEY:
+            v = http_bearer(in);
+            break;
+        }
+        if (v && *v) {
+            p->sticky_source = s->spec;
+            *len = strlen(v);
+            return v;
+        }
+    }
+    p->sticky_source = "unkeyed";
+    *len = 0;
+    return NULL;
+}
+
+static int add_header(struct curl_slist **list, const char *name, const char *value)
+{
+    char line[4096];
+    int n = snprintf(line, sizeof(line), "%s: %s", name, value);
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return -1;
+    struct curl_slist *l = curl_slist_append(*list, line);
+    if (!l)
+        return -1;
+    *list = l;
+    return 0;
+}
+
+static int build_upstream_headers(proxy_req_t *p, const config_provider_t *pv)
+{
+    static const char *const forwarded[] = {"Content-Type",   "Accept",          "OpenAI-Organization",
+                                            "OpenAI-Project", "Idempotency-Key", "OpenAI-Beta"};
+    struct evkeyvalq *in = evhttp_request_get_input_headers(p->req);
+    struct curl_slist *l = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++) {
+        const char *v = evhttp_find_header(in, forwarded[i]);
+        if (v)
+            rc |= add_header(&l, forwarded[i], v);
+        else if (i == 0)
+            /* libcurl would otherwise label a POST as a form. */
+            l = p->route == ROUTE_JSON ? curl_slist_append(l, "Content-Type: application/json")
+                                       : curl_slist_append(l, "Content-Type:");
+    }
+    for (size_t i = 0; i < p->cfg->n_forward_headers; i++) {
+        const char *v = evhttp_find_header(in, p->cfg->forward_headers[i]);
+        if (v)
+            rc |= add_header(&l, p->cfg->forward_headers[i], v);
+    }
+    rc |= add_header(&l, "X-Request-Id", p->request_id);
+    /* The client's Authorization never goes upstream: the provider's own key does. */
+    if (pv->api_key) {
+        char auth[4200];
+        int n = snprintf(auth, sizeof(auth), "Authorization: Bearer %s", pv->api_key);
+        struct curl_slist *x = (n > 0 && (size_t)n < sizeof(auth)) ? curl_slist_append(l, auth)
+                                                                   : NULL;
+        explicit_bzero(auth, sizeof(auth));
+        if (!x)
+            rc = -1;
+        else
+            l = x;
+    }
+    l = curl_slist_append(l, "Expect:");
+    l = curl_slist_append(l, "User-Agent: switchyard/0.1");
+    p->up_hdrs = l;
+    return l ? rc : -1;
+}
+
+static int start_attempt(proxy_req_t *p, int role)
+{
+    const config_provider_t *pv = &p->cfg->providers[role];
+    p->role = role;
+    p->status = 0;
+    p->headers_done = 0;
+    p->mode = MODE_NONE;
+    p->fail = FAIL_NONE;
+    p->fail_detail[0] = '\0';
+    sse_scanner_init(&p->sse);
+    evhttp_clear_headers(&p->up_headers);
+
+    CURL *e = upstream_easy_get(p->w->up);
+    if (!e)
+        return -1;
+    p->xfer.easy = e;
+    p->xfer.on_done = on_done;
+
+    size_t url_len = strlen(pv->base_url) + strlen(p->path_query) + 1;
+    char *url = malloc(url_len);
+    if (!url)
+        return -1;
+    snprintf(url, url_len, "%s%s", pv->base_url, p->path_query);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    free(url); /* libcurl copies it */
+
+    const char *send_body = p->body;
+    size_t send_len = p->body_len;
+    if (p->model) {
+        const char *mapped = config_map_model(pv, p->model);
+        if (mapped && strcmp(mapped, p->model) != 0) {
+            body_info_t span = {.model_off = p->model_off, .model_len = p->model_len};
+            p->up_body = body_rewrite_model(p->body, p->body_len, &span, mapped, &send_len);
+            if (!p->up_body)
+                return -1;
+            send_body = p->up_body;
+        }
+    }
+    if (build_upstream_headers(p, pv) < 0)
+        return -1;
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, p->up_hdrs);
+
+    switch (p->method) {
+    case EVHTTP_REQ_GET:
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        break;
+    case EVHTTP_REQ_HEAD:
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        break;
+    case EVHTTP_REQ_POST:
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)send_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, send_body);
+        break;
+    default: {
+        static const struct {
+            enum evhttp_cmd_type m;
+            const char *name;
+        } names[] = {{EVHTTP_REQ_PUT, "PUT"},       {EVHTTP_REQ_DELETE, "DELETE"},
+                     {EVHTTP_REQ_PATCH, "PATCH"},   {EVHTTP_REQ_OPTIONS, "OPTIONS"}};
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+            if (names[i].m == p->method)
+                curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, names[i].name);
+        if (send_len > 0) {
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)send_len);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, send_body);
+        }
+    }
+    }
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, pv->timeouts.connect_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, pv->timeouts.total_ms);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, p);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, p);
+
+    clock_gettime(CLOCK_MONOTONIC, &p->t_attempt);
+    p->t_last = p->t_attempt;
+    long first = pv->timeouts.first_byte_ms;
+    struct timeval tv = {first / 1000, (first % 1000) * 1000};
+    evtimer_add(p->timer, &tv);
+    if (upstream_start(p->w->up, &p->xfer) < 0)
+        return -1;
+    return 0;
+}
+
+static route_t classify_route(const char *path)
+{
+    static const char *const json_routes[] = {"/v1/chat/completions", "/v1/completions",
+                                              "/v1/embeddings", "/v1/responses"};
+    for (size_t i = 0; i < sizeof(json_routes) / sizeof(json_routes[0]); i++)
+        if (strcmp(path, json_routes[i]) == 0)
+            return ROUTE_JSON;
+    if (strcmp(path, "/v1/models") == 0)
+        return ROUTE_MODELS;
+    return ROUTE_OTHER;
+}
+
+static void reply_simple(struct evhttp_request *req, int status, const char *type,
+                         const char *code, const char *msg)
+{
+    http_reply_error(req, status, type, code, msg);
+}
+
+void proxy_handle(struct evhttp_request *req, void *arg)
+{
+    worker_t *w = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    if (!path || !*path)
+        path = "/";
+
+    if (strcmp(path, "/healthz") == 0) {
+        if (method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD)
+            http_reply_json(req, 200, "{\"status\":\"ok\"}");
+        else
+            reply_simple(req, 405, "invalid_request_error", "method_not_allowed",
+                         "Only GET is allowed on /healthz.");
+        return;
+    }
+    if (strncmp(path, "/v1/", 4) != 0) {
+        reply_simple(req, 404, "invalid_request_error", "unknown_url",
+                     "Unknown request URL. switchyard serves the OpenAI API under /v1/.");
+        return;
+    }
+    if (!path_is_safe(path)) {
+        reply_simple(req, 400, "invalid_request_error", "invalid_path",
+                     "The request path is not allowed.");
+        return;
+    }
+    /* evhttp's own header limit is set above ours, so that most oversized requests
+     * get a proper 431 from here rather than libevent's bare 400. */
+    size_t header_bytes = 0;
+    struct evkeyval *h;
+    TAILQ_FOREACH(h, in, next)
+    {
+        if (http_value_unsafe(h->key) || http_value_unsafe(h->value)) {
+            reply_simple(req, 400, "invalid_request_error", "invalid_header",
+                         "A request header contains a control character.");
+            return;
+        }
+        header_bytes += strlen(h->key) + strlen(h->value) + 4;
+    }
+    const config_t *cur = worker_config(w);
+    if (header_bytes > cur->limits.max_header_bytes) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        reply_simple(req, 431, "invalid_request_error", "headers_too_large",
+                     "The request headers are larger than this server accepts.");
+        return;
+    }
+    route_t route = classify_route(path);
+    if (route == ROUTE_JSON && method != EVHTTP_REQ_POST) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+        reply_simple(req, 405, "invalid_request_error", "method_not_allowed",
+                     "Only POST is allowed on this endpoint.");
+        return;
+    }
+    if (route == ROUTE_MODELS && method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+        reply_simple(req, 405, "invalid_request_error", "method_not_allowed",
+                     "Only GET is allowed on /v1/models.");
+        return;
+    }
+
+    proxy_req_t *p = calloc(1, sizeof(*p));
+    if (!p) {
+        reply_simple(req, 500, "server_error", NULL, "out of memory");
+        return;
+    }
+    p->w = w;
+    p->cfg = config_ref(worker_config(w));
+    p->req = req;
+    p->evcon = evhttp_request_get_connection(req);
+    p->method = method;
+    p->route = route;
+    TAILQ_INIT(&p->up_headers);
+    clock_gettime(CLOCK_MONOTONIC, &p->t_start);
+    p->next = w->live;
+    if (w->live)
+        w->live->prev = p;
+    w->live = p;
+    w->n_live++;
+    p->timer = evtimer_new(w->base, on_timer, p);
+    p->buf = evbuffer_new();
+    p->out = evbuffer_new();
+    make_request_id(p, in);
+    evhttp_connection_set_closecb(p->evcon, on_client_close, p);
+    if (!p->timer || !p->buf || !p->out) {
+        reply_error(p, 500, "server_error", NULL, "out of memory", 0);
+        maybe_free(p);
+        return;
+    }
+
+    const char *query = evhttp_uri_get_query(uri);
+    size_t pq_len = strlen(path) - 3 + (query ? strlen(query) + 1 : 0) + 1;
+    p->path_query = malloc(pq_len);
+    struct evbuffer *input = evhttp_request_get_input_buffer(req);
+    p->body_len = evbuffer_get_length(input);
+    p->body = malloc(p->body_len + 1);
+    if (!p->path_query || !p->body) {
+        reply_error(p, 500, "server_error", NULL, "out of memory", 0);
+        maybe_free(p);
+        return;
+    }
+    snprintf(p->path_query, pq_len, "%s%s%s", path + 3, query ? "?" : "", query ? query : "");
+    evbuffer_copyout(input, p->body, p->body_len);
+    p->body[p->body_len] = '\0';
+
+    body_info_t info;
+    int have_info = 0;
+    if (route == ROUTE_JSON) {
+        int rc = body_parse(p->body, p->body_len, &info);
+        if (rc != BODY_OK) {
+            reply_error(p, rc == BODY_ERR_NOMEM ? 500 : 400, "invalid_request_error",
+                        rc == BODY_ERR_JSON ? "invalid_json" : "invalid_body", info.error, 0);
+            maybe_free(p);
+            return;
+        }
+        have_info = 1;
+        p->stream_req = info.stream;
+        p->model_off = info.model_off;
+        p->model_len = info.model_len;
+        if (info.model && !(p->model = strdup(info.model))) {
+            body_info_free(&info);
+            reply_error(p, 500, "server_error", NULL, "out of memory", 0);
+            maybe_free(p);
+            return;
+        }
+    }
+
+    const flag_def_t *def = config_flag(p->cfg, ROUTING_FLAG);
+    size_t key_len = 0;
+    const char *key = def ? find_sticky(p, def, in, have_info ? &info : NULL, &key_len) : NULL;
+    if (def)
+        p->decision = flags_eval(def, key, key_len, p->model, (uint32_t)worker_random(w));
+    else
+        p->decision.variant = FLAG_VARIANT_ORIGINAL;
+    if (have_info)
+        body_info_free(&info);
+
+    /* Watch for the client leaving while nothing is being written to it. */
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(p->evcon);
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd >= 0) {
+        p->close_watch = event_new(w->base, fd, EV_CLOSED, on_fd_closed, p);
+        if (p->close_watch)
+            event_add(p->close_watch, NULL);
+    }
+
+    int role = p->decision.variant == FLAG_VARIANT_NEW ? CONFIG_ROLE_NEW : CONFIG_ROLE_ORIGINAL;
+    if (start_attempt(p, role) < 0) {
+        release_attempt(p);
+        reply_error(p, 500, "server_error", NULL, "could not start the upstream request", 0);
+        maybe_free(p);
+    }
+}
+
+void proxy_abort_all(worker_t *w)
+{
+    while (w->live) {
+        proxy_req_t *p = w->live;
+        if (p->req && !p->client_done) {
+            evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+            p->req = NULL; /* evhttp_free releases it with its connection */
+        }
+        p->client_done = 1;
+        p->client_gone = 1;
+        upstream_cancel(w->up, &p->xfer);
+        maybe_free(p);
+    }
+}

@@ -1,0 +1,279 @@
+/*
+ * server — worker threads, listeners, config snapshot. See server.h.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+#include <event2/thread.h>
+
+#include "log.h"
+#include "proxy.h"
+
+/* ---- config snapshot ------------------------------------------------------------- */
+
+void server_set_config(server_t *srv, config_t *cfg)
+{
+    config_ref(cfg);
+    pthread_mutex_lock(&srv->cfg_lock);
+    config_t *old = srv->cfg;
+    srv->cfg = cfg;
+    atomic_fetch_add(&srv->cfg_gen, 1);
+    pthread_mutex_unlock(&srv->cfg_lock);
+    config_unref(old);
+}
+
+config_t *server_config_get(server_t *srv)
+{
+    pthread_mutex_lock(&srv->cfg_lock);
+    config_t *c = config_ref(srv->cfg);
+    pthread_mutex_unlock(&srv->cfg_lock);
+    return c;
+}
+
+config_t *worker_config(worker_t *w)
+{
+    unsigned gen = atomic_load_explicit(&w->srv->cfg_gen, memory_order_acquire);
+    if (gen != w->cfg_gen) {
+        config_t *fresh = server_config_get(w->srv);
+        config_unref(w->cfg);
+        w->cfg = fresh;
+        w->cfg_gen = gen;
+    }
+    return w->cfg;
+}
+
+uint64_t worker_random(worker_t *w)
+{
+    /* xorshift64*: fast, and only used for unkeyed draws and request ids. */
+    uint64_t x = w->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* ---- listeners ------------------------------------------------------------------- */
+
+static int resolve(const config_addr_t *a, struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", a->port);
+    int rc = getaddrinfo(a->host, port, &hints, &res);
+    if (rc != 0 || !res) {
+        log_error("event=listen_failed addr=%s:%d error=\"%s\"", a->host, a->port,
+                  gai_strerror(rc));
+        return -1;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int port_of(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+}
+
+static void set_port(struct sockaddr_storage *ss, int port)
+{
+    if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+}
+
+/* ---- workers --------------------------------------------------------------------- */
+
+static void worker_check_exit(worker_t *w)
+{
+    if (w->draining && w->n_live == 0)
+        event_base_loopexit(w->base, NULL);
+}
+
+void worker_request_ended(worker_t *w)
+{
+    if (w->draining)
+        worker_check_exit(w);
+}
+
+static void on_drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_t *w = arg;
+    if (w->n_live)
+        log_warn("event=drain_timeout worker=%d abandoned=%zu", w->id, w->n_live);
+    event_base_loopexit(w->base, NULL);
+}
+
+/* Runs on the worker's thread when server_stop wakes it. */
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_t *w = arg;
+    if (w->draining)
+        return;
+    w->draining = 1;
+    if (w->bound) {
+        evhttp_del_accept_socket(w->http, w->bound);
+        w->bound = NULL;
+    }
+    int ms = w->srv->drain_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(w->drain_timer, &tv);
+    worker_check_exit(w);
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+static void worker_free(worker_t *w)
+{
+    if (w->base) {
+        proxy_abort_all(w);
+    }
+    if (w->http)
+        evhttp_free(w->http);
+    upstream_free(w->up);
+    if (w->wake)
+        event_free(w->wake);
+    if (w->drain_timer)
+        event_free(w->drain_timer);
+    if (w->base)
+        event_base_free(w->base);
+    config_unref(w->cfg);
+    memset(w, 0, sizeof(*w));
+}
+
+static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
+                       struct sockaddr_storage *ss, socklen_t sslen)
+{
+    w->id = id;
+    w->srv = srv;
+    w->cfg = config_ref(cfg);
+    w->cfg_gen = atomic_load(&srv->cfg_gen);
+    if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
+        w->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)id;
+    w->base = event_base_new();
+    if (!w->base)
+        return -1;
+    w->up = upstream_new(w->base);
+    w->http = evhttp_new(w->base);
+    w->wake = event_new(w->base, -1, 0, on_wake, w);
+    w->drain_timer = evtimer_new(w->base, on_drain_deadline, w);
+    if (!w->up || !w->http || !w->wake || !w->drain_timer)
+        return -1;
+    evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->limits.max_body_bytes);
+    /* Twice our limit: proxy_handle answers 431 itself for what lies in between. */
+    evhttp_set_max_headers_size(w->http, (ev_ssize_t)cfg->limits.max_header_bytes * 2);
+    evhttp_set_timeout(w->http, 60);
+    evhttp_set_default_content_type(w->http, NULL);
+    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(w->http, proxy_handle, w);
+
+    struct evconnlistener *l = evconnlistener_new_bind(
+        w->base, NULL, NULL,
+        LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+        1024, (struct sockaddr *)ss, (int)sslen);
+    if (!l) {
+        log_error("event=listen_failed addr=%s:%d error=\"%s\"", cfg->listen.host,
+                  port_of(ss), strerror(errno));
+        return -1;
+    }
+    w->bound = evhttp_bind_listener(w->http, l);
+    if (!w->bound) {
+        evconnlistener_free(l);
+        return -1;
+    }
+    if (port_of(ss) == 0) {
+        /* The first worker picks the free port; the others share it. */
+        struct sockaddr_storage got;
+        socklen_t gl = sizeof(got);
+        getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&got, &gl);
+        set_port(ss, port_of(&got));
+    }
+    return 0;
+}
+
+server_t *server_start(config_t *cfg)
+{
+    server_t *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return NULL;
+    pthread_mutex_init(&srv->cfg_lock, NULL);
+    srv->cfg = config_ref(cfg);
+    srv->n_workers = cfg->workers > 0 ? cfg->workers : 1;
+    srv->workers = calloc((size_t)srv->n_workers, sizeof(worker_t));
+    if (!srv->workers)
+        goto fail;
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (resolve(&cfg->listen, &ss, &sslen) < 0)
+        goto fail;
+    for (int i = 0; i < srv->n_workers; i++) {
+        if (worker_init(srv, &srv->workers[i], i, cfg, &ss, sslen) < 0)
+            goto fail;
+    }
+    srv->listen_port = port_of(&ss);
+    for (int i = 0; i < srv->n_workers; i++) {
+        if (pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]) != 0) {
+            log_error("event=thread_failed worker=%d", i);
+            /* Threads already started must be stopped by the caller's exit path. */
+            srv->n_workers = i;
+            server_stop(srv, 0);
+            return NULL;
+        }
+    }
+    return srv;
+fail:
+    if (srv->workers)
+        for (int i = 0; i < srv->n_workers; i++)
+            worker_free(&srv->workers[i]);
+    free(srv->workers);
+    config_unref(srv->cfg);
+    pthread_mutex_destroy(&srv->cfg_lock);
+    free(srv);
+    return NULL;
+}
+
+void server_stop(server_t *srv, int drain_ms)
+{
+    if (!srv)
+        return;
+    srv->drain_ms = drain_ms;
+    atomic_store(&srv->stopping, 1);
+    for (int i = 0; i < srv->n_workers; i++)
+        event_active(srv->workers[i].wake, EV_TIMEOUT, 0);
+    for (int i = 0; i < srv->n_workers; i++)
+        pthread_join(srv->workers[i].thread, NULL);
+    for (int i = 0; i < srv->n_workers; i++)
+        worker_free(&srv->workers[i]);
+    free(srv->workers);
+    config_unref(srv->cfg);
+    pthread_mutex_destroy(&srv->cfg_lock);
+    free(srv);
+}

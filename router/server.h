@@ -1,0 +1,81 @@
+/*
+ * server — the worker threads and the shared config snapshot.
+ *
+ * Each worker owns one event_base, one evhttp bound to its own SO_REUSEPORT
+ * listener (the kernel spreads connections), one upstream_t (CURLM) and its
+ * live requests. Workers share nothing but the config snapshot and atomics.
+ *
+ * The snapshot is swapped under a mutex that is taken only on a swap and by a
+ * worker noticing a new generation; the request path reads an atomic generation
+ * counter and otherwise uses its worker's own reference (no lock per request).
+ * A request keeps a reference to the snapshot it started with until it ends.
+ *
+ * Errors: server_start returns -1 after logging the reason.
+ */
+#ifndef SWITCHYARD_SERVER_H
+#define SWITCHYARD_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "config.h"
+#include "upstream.h"
+
+typedef struct server server_t;
+typedef struct proxy_req proxy_req_t;
+
+typedef struct worker {
+    int id;
+    server_t *srv;
+    pthread_t thread;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    struct event *wake; /* activated from other threads: drain / stop */
+    struct event *drain_timer;
+    upstream_t *up;
+    config_t *cfg; /* this worker's reference to the current snapshot */
+    unsigned cfg_gen;
+    uint64_t rng; /* xorshift state: unkeyed draws, request ids */
+    proxy_req_t *live; /* doubly linked list of requests in flight */
+    size_t n_live;
+    int draining;
+} worker_t;
+
+struct server {
+    pthread_mutex_t cfg_lock;
+    config_t *cfg; /* guarded by cfg_lock */
+    atomic_uint cfg_gen;
+    worker_t *workers;
+    int n_workers;
+    int listen_port; /* the port actually bound (config port 0 = any) */
+    atomic_int stopping;
+    int drain_ms;
+};
+
+/* Binds the listeners and starts cfg->workers threads. Takes a reference to cfg. */
+server_t *server_start(config_t *cfg);
+
+/* Stops accepting, lets requests in flight finish for up to drain_ms, joins, frees. */
+void server_stop(server_t *srv, int drain_ms);
+
+/* Publishes a new snapshot (takes a reference); workers pick it up before their next request. */
+void server_set_config(server_t *srv, config_t *cfg);
+
+/* The current snapshot with a reference the caller must drop (any thread). */
+config_t *server_config_get(server_t *srv);
+
+/* The worker's snapshot, refreshed if a newer one was published (worker thread only). */
+config_t *worker_config(worker_t *w);
+
+/* Uniform 64-bit draw from the worker's generator. */
+uint64_t worker_random(worker_t *w);
+
+/* Called by proxy when a request ends, so a draining worker can exit. */
+void worker_request_ended(worker_t *w);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * upstream — libcurl multi driven by one worker's libevent loop (the
+ * hiperfifo pattern), plus a small pool of reusable easy handles.
+ *
+ * One upstream_t per worker thread; nothing in it is shared between threads.
+ * A transfer is an upstream_xfer_t embedded in its owner's struct and attached
+ * to the easy handle with CURLOPT_PRIVATE. When libcurl finishes it, the handle
+ * is removed from the multi first and then xfer->on_done runs, outside every
+ * libcurl callback, so on_done may free the owner or start another transfer.
+ *
+ * upstream_cancel removes a transfer at once when called from a libevent
+ * callback; called from inside a libcurl callback it must not be (DESIGN.md §6):
+ * there, return CURL_WRITEFUNC_ERROR / abort instead and let on_done run.
+ */
+#ifndef SWITCHYARD_UPSTREAM_H
+#define SWITCHYARD_UPSTREAM_H
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+typedef struct upstream upstream_t;
+typedef struct upstream_xfer upstream_xfer_t;
+
+struct upstream_xfer {
+    CURL *easy;
+    void (*on_done)(upstream_xfer_t *x, CURLcode rc);
+    int active; /* added to the multi and not finished */
+};
+
+upstream_t *upstream_new(struct event_base *base);
+void upstream_free(upstream_t *u); /* transfers must have been cancelled */
+
+/* An easy handle from the pool (reset, CURLOPT_NOSIGNAL and the fixed options set). */
+CURL *upstream_easy_get(upstream_t *u);
+void upstream_easy_put(upstream_t *u, CURL *easy);
+
+/* Starts x (x->easy configured by the caller). 0 or -1. */
+int upstream_start(upstream_t *u, upstream_xfer_t *x);
+
+/* Removes an active transfer without calling on_done. Not from libcurl callbacks. */
+void upstream_cancel(upstream_t *u, upstream_xfer_t *x);
+
+/* Resumes a transfer paused by CURL_WRITEFUNC_PAUSE (from a libevent callback). */
+void upstream_resume(upstream_t *u, upstream_xfer_t *x);
+
+/* 1 while libcurl is running one of our callbacks on this worker. */
+int upstream_in_callback(const upstream_t *u);
+
+#endif

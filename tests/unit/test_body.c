@@ -1,0 +1,159 @@
+/* Unit tests: router/body (extraction, duplicate keys, the model splice) and router/sse. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "body.h"
+#include "sse.h"
+
+static int parse(const char *s, body_info_t *info)
+{
+    return body_parse(s, strlen(s), info);
+}
+
+static void test_extracts_routing_fields(void **state)
+{
+    (void)state;
+    body_info_t b;
+    const char *s = "{\"model\":\"gpt-4.1\",\"stream\":true,\"user\":\"u-1\","
+                    "\"stream_options\":{\"include_usage\":true},\"messages\":[]}";
+    assert_int_equal(parse(s, &b), BODY_OK);
+    assert_string_equal(b.model, "gpt-4.1");
+    assert_string_equal(b.user, "u-1");
+    assert_true(b.stream);
+    assert_true(b.include_usage);
+    assert_string_equal(body_string_field(&b, "user"), "u-1");
+    assert_null(body_string_field(&b, "messages"));
+    assert_int_equal(b.obj_end, strlen(s) - 1);
+    body_info_free(&b);
+
+    assert_int_equal(parse("{}", &b), BODY_OK);
+    assert_null(b.model);
+    assert_false(b.stream);
+    assert_int_equal(b.model_len, 0);
+    body_info_free(&b);
+}
+
+static void test_rejects_bad_bodies(void **state)
+{
+    (void)state;
+    body_info_t b;
+    assert_int_equal(parse("", &b), BODY_ERR_JSON);
+    assert_int_equal(parse("{", &b), BODY_ERR_JSON);
+    assert_int_equal(parse("{\"a\":1} x", &b), BODY_ERR_JSON);
+    assert_int_equal(parse("[1]", &b), BODY_ERR_NOT_OBJECT);
+    assert_int_equal(parse("\"model\"", &b), BODY_ERR_NOT_OBJECT);
+    assert_int_equal(parse("{\"model\":1}", &b), BODY_ERR_TYPE);
+    assert_int_equal(parse("{\"stream\":\"yes\"}", &b), BODY_ERR_TYPE);
+    assert_non_null(b.error);
+}
+
+static void test_duplicate_routing_keys(void **state)
+{
+    (void)state;
+    body_info_t b;
+    assert_int_equal(parse("{\"model\":\"a\",\"model\":\"b\"}", &b), BODY_ERR_DUPLICATE);
+    /* The same key spelt with an escape is still the same key. */
+    assert_int_equal(parse("{\"model\":\"a\",\"mod\\u0065l\":\"b\"}", &b), BODY_ERR_DUPLICATE);
+    assert_int_equal(parse("{\"stream\":true,\"stream\":false}", &b), BODY_ERR_DUPLICATE);
+    /* Nested duplicates are not routing keys. */
+    assert_int_equal(parse("{\"model\":\"a\",\"x\":{\"model\":\"b\",\"model\":\"c\"}}", &b),
+                     BODY_OK);
+    assert_string_equal(b.model, "a");
+    body_info_free(&b);
+}
+
+static void test_splice_keeps_every_other_byte(void **state)
+{
+    (void)state;
+    body_info_t b;
+    const char *s = "{ \"seed\" : 12345678901234567890, \"model\" :\t\"claude-sonnet-4.5\" ,"
+                    "\"t\":0.70,\"s\":\"x}\\\"y\"}";
+    assert_int_equal(parse(s, &b), BODY_OK);
+    size_t n = 0;
+    char *out = body_rewrite_model(s, strlen(s), &b, "claude-sonnet-4-5", &n);
+    assert_non_null(out);
+    assert_string_equal(out, "{ \"seed\" : 12345678901234567890, \"model\" :\t\"claude-sonnet-4-5\" ,"
+                             "\"t\":0.70,\"s\":\"x}\\\"y\"}");
+    assert_int_equal(n, strlen(out));
+    free(out);
+    /* A name that needs escaping is escaped. */
+    out = body_rewrite_model(s, strlen(s), &b, "a\"b", &n);
+    assert_non_null(strstr(out, "\"model\" :\t\"a\\\"b\" ,"));
+    free(out);
+    body_info_free(&b);
+
+    assert_int_equal(parse("{\"messages\":[]}", &b), BODY_OK);
+    assert_null(body_rewrite_model("{\"messages\":[]}", 15, &b, "x", &n));
+    body_info_free(&b);
+}
+
+static size_t scan_all(const char *s, size_t *last_end)
+{
+    sse_scanner_t sc;
+    sse_scanner_init(&sc);
+    *last_end = 0;
+    return sse_scan(&sc, s, strlen(s), last_end);
+}
+
+static void test_sse_event_boundaries(void **state)
+{
+    (void)state;
+    size_t end;
+    assert_int_equal(scan_all("data: a\n\ndata: b\n\n", &end), 2);
+    assert_int_equal(end, 18);
+    assert_int_equal(scan_all("data: a\r\n\r\ndata: b", &end), 1);
+    assert_int_equal(end, 11);
+    assert_int_equal(scan_all("data: a\r\rdata: b\r\r", &end), 2);
+    assert_int_equal(scan_all("\n\n\n", &end), 0); /* blank lines alone are no event */
+    assert_int_equal(scan_all(": comment\n\n", &end), 1);
+    assert_int_equal(scan_all("data: a\n", &end), 0);
+}
+
+static void test_sse_split_anywhere(void **state)
+{
+    (void)state;
+    const char *s = "event: x\r\ndata: {\"a\":1}\r\n\r\ndata: [DONE]\r\n\r\n";
+    size_t len = strlen(s);
+    for (size_t cut = 0; cut <= len; cut++) {
+        sse_scanner_t sc;
+        sse_scanner_init(&sc);
+        size_t e1 = 0, e2 = 0;
+        size_t n = sse_scan(&sc, s, cut, &e1) + sse_scan(&sc, s + cut, len - cut, &e2);
+        assert_int_equal(n, 2);
+        assert_int_equal(sc.events, 2);
+    }
+}
+
+static void test_sse_event_data(void **state)
+{
+    (void)state;
+    const char *d;
+    size_t n;
+    const char *ev = "event: message\ndata: {\"x\":1}\n\n";
+    assert_int_equal(sse_event_data(ev, strlen(ev), &d, &n), 0);
+    assert_int_equal(n, 7);
+    assert_memory_equal(d, "{\"x\":1}", 7);
+    assert_int_equal(sse_event_data("data:[DONE]\n", 12, &d, &n), 0);
+    assert_memory_equal(d, "[DONE]", 6);
+    assert_int_equal(sse_event_data(": hi\n", 5, &d, &n), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_extracts_routing_fields),
+        cmocka_unit_test(test_rejects_bad_bodies),
+        cmocka_unit_test(test_duplicate_routing_keys),
+        cmocka_unit_test(test_splice_keeps_every_other_byte),
+        cmocka_unit_test(test_sse_event_boundaries),
+        cmocka_unit_test(test_sse_split_anywhere),
+        cmocka_unit_test(test_sse_event_data),
+    };
+    return cmocka_run_group_tests_name("body", tests, NULL, NULL);
+}
