@@ -12,6 +12,7 @@
  * by mistake (api_key_env's value when it is not a variable name, URLs).
  */
 #include "config.h"
+#include "failure.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -671,10 +672,97 @@ static int field_limit(ld_t *ld, const node_t *val, const char *path, void *out,
     return 0;
 }
 
+/* An integer field stored as a long at an offset in config_t, within a range. */
+typedef struct {
+    size_t off;
+    long long min, max;
+} int_field_t;
+
+static int field_int_at(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    (void)out;
+    const int_field_t *d = (const int_field_t *)arg;
+    long long v;
+    if (want_int(ld, val, path, d->min, d->max, &v) != 0)
+        return -1;
+    *(long *)((char *)ld->cfg + d->off) = (long)v;
+    return 0;
+}
+
+#define INT_AT(member, lo, hi)                                                                     \
+    ((intptr_t) & (const int_field_t){offsetof(config_t, member), (lo), (hi)})
+
 static const field_t limits_fields[] = {
     {"max_body_bytes", field_limit, 0, 0, 0},
     {"max_header_bytes", field_limit, 1, 0, 0},
+    {"client_stall_ms", field_int_at, INT_AT(limits.client_stall_ms, 100, 3600000), 0, 0},
 };
+
+/* ---- fallback ------------------------------------------------------------- */
+
+static int field_fallback_on(ld_t *ld, const node_t *val, const char *path, void *out,
+                             intptr_t arg)
+{
+    (void)out;
+    (void)arg;
+    char sub[PATH_CAP], b[SHOW_CAP];
+    if (want_seq(ld, val, path) != 0)
+        return -1;
+    unsigned on = 0;
+    for (size_t i = 0; i < val->n_kids; i++) {
+        const node_t *it = val->kids[i];
+        join_index(sub, path, i);
+        const char *s = want_string(ld, it, sub);
+        if (s == NULL)
+            continue;
+        int c = failure_parse(s);
+        if (c < 0 || c == FAIL_CLIENT_CLOSED) {
+            err(ld, it,
+                "%s: unknown failure class `%s` (connect_error, timeout_connect, "
+                "timeout_first_byte, timeout_idle, timeout_total, upstream_5xx, upstream_429, "
+                "upstream_4xx, protocol)",
+                sub, show(it, b));
+            continue;
+        }
+        on |= FAILURE_BIT(c);
+    }
+    ld->cfg->fallback.on = on;
+    return 0;
+}
+
+static const field_t backoff_fields[] = {
+    {"base_ms", field_int_at, INT_AT(fallback.backoff_base_ms, 0, 60000), 0, 0},
+    {"max_ms", field_int_at, INT_AT(fallback.backoff_max_ms, 0, 600000), 0, 0},
+};
+static const field_t budget_fields[] = {
+    {"percent", field_int_at, INT_AT(fallback.budget_percent, 0, 100), 0, 0},
+    {"min_per_second", field_int_at, INT_AT(fallback.budget_min_per_second, 0, 1000000), 0, 0},
+};
+static const field_t eject_fields[] = {
+    {"consecutive_failures", field_int_at, INT_AT(fallback.eject_consecutive, 0, 100000), 0, 0},
+    {"base_ms", field_int_at, INT_AT(fallback.eject_base_ms, 100, 86400000), 0, 0},
+    {"max_ms", field_int_at, INT_AT(fallback.eject_max_ms, 100, 86400000), 0, 0},
+};
+
+#define SUB_BLOCK(name, table)                                                                     \
+    static int name(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)       \
+    {                                                                                              \
+        (void)arg;                                                                                 \
+        return parse_block(ld, val, path, table, sizeof table / sizeof *table, out);               \
+    }
+SUB_BLOCK(field_backoff, backoff_fields)
+SUB_BLOCK(field_budget, budget_fields)
+SUB_BLOCK(field_eject, eject_fields)
+
+static const field_t fallback_fields[] = {
+    {"on", field_fallback_on, 0, 0, 0},
+    {"retry_same_provider", field_int_at, INT_AT(fallback.retry_same_provider, 0, 10), 0, 0},
+    {"max_attempts", field_int_at, INT_AT(fallback.max_attempts, 1, 10), 0, 0},
+    {"backoff", field_backoff, 0, 0, 0},
+    {"budget", field_budget, 0, 0, 0},
+    {"eject", field_eject, 0, 0, 0},
+};
+SUB_BLOCK(field_fallback, fallback_fields)
 
 static int field_limits(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
 {
@@ -1119,6 +1207,7 @@ static const field_t top_fields[] = {
     {"providers", field_providers, 0, 1, 0},
     {"flags", field_flags, 0, 0, 0},
     {"forward_headers", field_forward_headers, 0, 0, 0},
+    {"fallback", field_fallback, 0, 0, 0},
 };
 
 static void config_free(config_t *c)
@@ -1164,6 +1253,19 @@ static config_t *config_new_defaults(const char *name)
     c->admin.listen.port = DEFAULT_ADMIN_PORT;
     c->limits.max_body_bytes = DEFAULT_MAX_BODY;
     c->limits.max_header_bytes = DEFAULT_MAX_HEADER;
+    c->limits.client_stall_ms = 30000;
+    c->fallback = (config_fallback_t){
+        .on = FAILURE_DEFAULT_ON,
+        .retry_same_provider = 0,
+        .max_attempts = 2,
+        .backoff_base_ms = 100,
+        .backoff_max_ms = 2000,
+        .budget_percent = 20,
+        .budget_min_per_second = 5,
+        .eject_consecutive = 5,
+        .eject_base_ms = 30000,
+        .eject_max_ms = 300000,
+    };
     int ok = c->path && c->listen.host && c->admin.listen.host;
     for (int r = 0; r < CONFIG_N_ROLES; r++) {
         config_provider_t *p = &c->providers[r];
@@ -1220,6 +1322,13 @@ static void finish(ld_t *ld, const node_t *root)
         warn(ld, ld->admin_listen_node ? ld->admin_listen_node : root,
              "admin.listen is not a loopback address and admin has no token_env: anyone who "
              "can reach it can use it");
+
+    if (c->fallback.backoff_base_ms > c->fallback.backoff_max_ms)
+        err(ld, root, "fallback.backoff.base_ms (%ld) is above fallback.backoff.max_ms (%ld)",
+            c->fallback.backoff_base_ms, c->fallback.backoff_max_ms);
+    if (c->fallback.eject_base_ms > c->fallback.eject_max_ms)
+        err(ld, root, "fallback.eject.base_ms (%ld) is above fallback.eject.max_ms (%ld)",
+            c->fallback.eject_base_ms, c->fallback.eject_max_ms);
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1)

@@ -48,6 +48,18 @@ typedef struct {
     int port;   /* 0..65535 (0 = any free port) */
 } config_addr_t;
 
+/* fallback: which failures move a request to another attempt, and the limits on it. */
+typedef struct {
+    unsigned on;                /* FAILURE_BIT(class) set (failure.h) */
+    long retry_same_provider;   /* retries on one provider before falling back */
+    long max_attempts;          /* all attempts of one client request */
+    long backoff_base_ms, backoff_max_ms;
+    long budget_percent;        /* retries+fallbacks as a share of requests, per worker */
+    long budget_min_per_second; /* always allowed, per worker */
+    long eject_consecutive;     /* consecutive failures that eject a provider; 0 = never */
+    long eject_base_ms, eject_max_ms;
+} config_fallback_t;
+
 typedef struct config {
     atomic_int refs;
     char *path;
@@ -61,7 +73,9 @@ typedef struct config {
     struct {
         size_t max_body_bytes;
         size_t max_header_bytes;
+        long client_stall_ms; /* a client that reads nothing this long is dropped */
     } limits;
+    config_fallback_t fallback;
     config_provider_t providers[CONFIG_N_ROLES];
     char **forward_headers; /* extra client headers passed upstream (lower-cased) */
     size_t n_forward_headers;

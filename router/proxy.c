@@ -28,6 +28,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "body.h"
+#include "failure.h"
 #include "flags.h"
 #include "httputil.h"
 #include "log.h"
@@ -47,21 +48,16 @@
 typedef enum { ROUTE_JSON, ROUTE_MODELS, ROUTE_OTHER } route_t;
 typedef enum { MODE_NONE, MODE_BUFFER, MODE_STREAM } mode_t_;
 
-typedef enum {
-    FAIL_NONE = 0,
-    FAIL_CONNECT_ERROR,
-    FAIL_TIMEOUT_CONNECT,
-    FAIL_TIMEOUT_FIRST_BYTE,
-    FAIL_TIMEOUT_IDLE,
-    FAIL_TIMEOUT_TOTAL,
-    FAIL_PROTOCOL,
-    FAIL_CLIENT_CLOSED,
-} fail_t;
+#define MAX_ATTEMPTS 10
 
-static const char *const fail_names[] = {
-    "none",          "connect_error", "timeout_connect", "timeout_first_byte",
-    "timeout_idle",  "timeout_total", "protocol",        "client_closed",
-};
+typedef enum { TIMER_ATTEMPT, TIMER_BACKOFF, TIMER_CANCEL } timer_mode_t;
+
+typedef struct {
+    int role;
+    long status;        /* HTTP status, 0 when none came */
+    fail_class_t cls;   /* FAIL_NONE on success */
+    double ms;
+} attempt_rec_t;
 
 struct proxy_req {
     proxy_req_t *prev, *next; /* worker's live list */
@@ -103,8 +99,21 @@ struct proxy_req {
     sse_scanner_t sse;
     int committed;
     int paused;
-    fail_t fail;
+    long long paused_at_ms;
+    fail_class_t fail;
     char fail_detail[128];
+    timer_mode_t timer_mode;
+    int attempt_is_probe; /* this attempt holds its provider's probe slot */
+    long retry_after_ms;  /* from the last upstream response, -1 when absent */
+
+    /* all attempts */
+    attempt_rec_t attempts[MAX_ATTEMPTS];
+    int n_attempts;
+    int first_role;
+    int tries_on_role;
+    int switched;             /* moved to the other provider */
+    const char *fallback_why; /* class name that moved it, or "ejected" */
+    int budget_exhausted;
 };
 
 static double ms_since(const struct timespec *t0)
@@ -146,6 +155,8 @@ static void maybe_free(proxy_req_t *p)
     worker_t *w = p->w;
     release_attempt(p);
     stop_close_watch(p);
+    if (p->attempt_is_probe) /* the client left before the probe could say anything */
+        health_release_probe(&w->srv->health[p->role]);
     if (p->own_req && p->req)
         evhttp_request_free(p->req);
     if (p->prev)
@@ -183,20 +194,37 @@ static struct evhttp_request *take_req(proxy_req_t *p)
 
 /* ---- replies --------------------------------------------------------------------- */
 
-static void add_switchyard_headers(proxy_req_t *p, struct evkeyvalq *out, int with_provider)
+/* in_flight: the serving attempt is not recorded yet (a stream commits mid-attempt). */
+static void add_switchyard_headers(proxy_req_t *p, struct evkeyvalq *out, int with_provider,
+                                   int in_flight)
 {
     evhttp_add_header(out, "x-switchyard-request-id", p->request_id);
-    if (with_provider) {
-        const config_provider_t *pv = &p->cfg->providers[p->role];
-        char attempts[128];
-        if (p->status > 0)
-            snprintf(attempts, sizeof(attempts), "%s:%ld", pv->name, p->status);
-        else
-            snprintf(attempts, sizeof(attempts), "%s:%s", pv->name, fail_names[p->fail]);
-        evhttp_add_header(out, "x-switchyard-provider", pv->name);
-        evhttp_add_header(out, "x-switchyard-variant", flags_variant_name(p->decision.variant));
-        evhttp_add_header(out, "x-switchyard-attempts", attempts);
+    if (!with_provider)
+        return;
+    char attempts[MAX_ATTEMPTS * 48 + 1];
+    size_t n = 0;
+    attempts[0] = '\0';
+    for (int i = 0; i < p->n_attempts && n < sizeof(attempts) - 1; i++) {
+        const attempt_rec_t *a = &p->attempts[i];
+        const char *name = p->cfg->providers[a->role].name;
+        int k = a->status > 0
+                    ? snprintf(attempts + n, sizeof(attempts) - n, "%s%s:%ld", i ? "," : "",
+                               name, a->status)
+                    : snprintf(attempts + n, sizeof(attempts) - n, "%s%s:%s", i ? "," : "", name,
+                               failure_name(a->cls));
+        if (k < 0)
+            break;
+        n += (size_t)k < sizeof(attempts) - n ? (size_t)k : sizeof(attempts) - n - 1;
     }
+    if (in_flight && n < sizeof(attempts) - 1)
+        n += (size_t)snprintf(attempts + n, sizeof(attempts) - n, "%s%s:%ld", n ? "," : "",
+                              p->cfg->providers[p->role].name, p->status);
+    evhttp_add_header(out, "x-switchyard-provider", p->cfg->providers[p->role].name);
+    evhttp_add_header(out, "x-switchyard-variant", flags_variant_name(p->decision.variant));
+    if (n > 0)
+        evhttp_add_header(out, "x-switchyard-attempts", attempts);
+    if (p->fallback_why)
+        evhttp_add_header(out, "x-switchyard-fallback", p->fallback_why);
 }
 
 static void reply_error(proxy_req_t *p, int status, const char *type, const char *code,
@@ -205,7 +233,7 @@ static void reply_error(proxy_req_t *p, int status, const char *type, const char
     if (p->client_done)
         return;
     struct evhttp_request *req = take_req(p);
-    add_switchyard_headers(p, evhttp_request_get_output_headers(req), with_provider);
+    add_switchyard_headers(p, evhttp_request_get_output_headers(req), with_provider, 0);
     http_reply_error(req, status, type, code, message);
 }
 
@@ -222,7 +250,7 @@ static int is_hop_by_hop(const char *name)
     return strncasecmp(name, "x-switchyard-", 13) == 0;
 }
 
-static void copy_upstream_headers(proxy_req_t *p, struct evhttp_request *req)
+static void copy_upstream_headers(proxy_req_t *p, struct evhttp_request *req, int in_flight)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     struct evkeyval *h;
@@ -230,13 +258,13 @@ static void copy_upstream_headers(proxy_req_t *p, struct evhttp_request *req)
     {
         evhttp_add_header(out, h->key, h->value);
     }
-    add_switchyard_headers(p, out, 1);
+    add_switchyard_headers(p, out, 1, in_flight);
 }
 
 static void reply_buffered(proxy_req_t *p)
 {
     struct evhttp_request *req = take_req(p);
-    copy_upstream_headers(p, req);
+    copy_upstream_headers(p, req, 0);
     evhttp_send_reply(req, (int)p->status, http_reason((int)p->status), p->buf);
 }
 
@@ -260,7 +288,7 @@ static void forward(proxy_req_t *p, size_t n)
 
 static void commit_stream(proxy_req_t *p)
 {
-    copy_upstream_headers(p, p->req);
+    copy_upstream_headers(p, p->req, 1);
     evhttp_send_reply_start(p->req, (int)p->status, http_reason((int)p->status));
     p->committed = 1;
     stop_close_watch(p); /* evhttp watches the connection itself once writing */
@@ -288,7 +316,15 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
         return len;
     }
     if (p->committed && client_backlog(p) > CLIENT_HIGH_WATER) {
-        p->paused = 1;
+        if (!p->paused) {
+            /* The client is not reading: give it client_stall_ms to start again. */
+            p->paused = 1;
+            p->paused_at_ms = now_ms();
+            long stall = p->cfg->limits.client_stall_ms;
+            struct timeval tv = {stall / 1000, (stall % 1000) * 1000};
+            p->timer_mode = TIMER_ATTEMPT;
+            evtimer_add(p->timer, &tv);
+        }
         return CURL_WRITEFUNC_PAUSE;
     }
     size_t before = evbuffer_get_length(p->buf);
@@ -309,9 +345,29 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
     return len;
 }
 
+/* Retry-After (seconds) or OpenAI's retry-after-ms, in milliseconds; -1 when absent. */
+static long parse_retry_after(struct evkeyvalq *h)
+{
+    const char *ms = evhttp_find_header(h, "retry-after-ms");
+    const char *sec = evhttp_find_header(h, "Retry-After");
+    char *end = NULL;
+    if (ms) {
+        double v = strtod(ms, &end);
+        if (end != ms && v >= 0 && v < 1e9)
+            return (long)v;
+    }
+    if (sec) {
+        double v = strtod(sec, &end);
+        if (end != sec && v >= 0 && v < 1e6)
+            return (long)(v * 1000.0);
+    }
+    return -1;
+}
+
 static void headers_complete(proxy_req_t *p)
 {
     p->headers_done = 1;
+    p->retry_after_ms = parse_retry_after(&p->up_headers);
     const char *ct = evhttp_find_header(&p->up_headers, "Content-Type");
     int is_sse = ct && strncasecmp(ct, "text/event-stream", 17) == 0;
     p->mode = (p->status >= 200 && p->status < 300 && is_sse) ? MODE_STREAM : MODE_BUFFER;
@@ -354,24 +410,35 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
 
 /* ---- attempt end ----------------------------------------------------------------- */
 
-static fail_t classify_curl(proxy_req_t *p, CURLcode rc)
+/* Microseconds from the attempt's start to the request being sent; 0 while connecting.
+ * (CONNECT_TIME is 0 on a reused connection, so it cannot tell.) */
+static curl_off_t sent_at_us(proxy_req_t *p)
+{
+    curl_off_t t = 0;
+    if (p->xfer.easy)
+        curl_easy_getinfo(p->xfer.easy, CURLINFO_PRETRANSFER_TIME_T, &t);
+    return t;
+}
+
+static fail_class_t classify_curl(proxy_req_t *p, CURLcode rc)
 {
     switch (rc) {
-    case CURLE_OPERATION_TIMEDOUT: {
-        long connected = 0;
-        double ct = 0;
-        curl_easy_getinfo(p->xfer.easy, CURLINFO_CONNECT_TIME, &ct);
-        connected = ct > 0;
-        return connected ? FAIL_TIMEOUT_TOTAL : FAIL_TIMEOUT_CONNECT;
-    }
+    case CURLE_OPERATION_TIMEDOUT:
+        return sent_at_us(p) > 0 ? FAIL_TIMEOUT_TOTAL : FAIL_TIMEOUT_CONNECT;
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_CONNECT:
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_COULDNT_RESOLVE_PROXY:
+    /* The connection broke (reset, closed with nothing sent): the provider did not
+     * answer, whatever part of a response had arrived. */
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
         return FAIL_CONNECT_ERROR;
     default:
-        return p->headers_done || p->status ? FAIL_PROTOCOL : FAIL_CONNECT_ERROR;
+        /* Malformed or short responses (bad chunking, body shorter than announced). */
+        return FAIL_PROTOCOL;
     }
 }
 
@@ -387,48 +454,207 @@ static void end_stream_with_error(proxy_req_t *p, const char *message)
     evhttp_send_reply_end(take_req(p));
 }
 
+static int start_attempt(proxy_req_t *p, int role);
+
+/* "relay: upstream_5xx (503) after 12 ms; openai: connect_error after 1 ms" */
+static void describe_attempts(const proxy_req_t *p, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; i < p->n_attempts && n + 1 < cap; i++) {
+        const attempt_rec_t *a = &p->attempts[i];
+        char status[24] = "";
+        if (a->status > 0)
+            snprintf(status, sizeof(status), " (%ld)", a->status);
+        int k = snprintf(out + n, cap - n, "%s%s: %s%s after %.0f ms", i ? "; " : "",
+                         p->cfg->providers[a->role].name, failure_name(a->cls), status, a->ms);
+        if (k < 0)
+            break;
+        n += (size_t)k < cap - n ? (size_t)k : cap - n - 1;
+    }
+    if (p->fail_detail[0] && n + 1 < cap)
+        snprintf(out + n, cap - n, " (%s)", p->fail_detail);
+}
+
+/* Every attempt failed, or no more may be made: the client's answer. */
+static void reply_final_failure(proxy_req_t *p)
+{
+    const attempt_rec_t *last = &p->attempts[p->n_attempts - 1];
+    int answer = last->status > 0 &&
+                 (p->n_attempts == 1 || !(p->cfg->fallback.on & FAILURE_BIT(last->cls)));
+    if (answer) {
+        /* The provider's own response is the answer: a 4xx the client must see, or
+         * the only attempt's error when nothing else could be tried. */
+        reply_buffered(p);
+        return;
+    }
+    char msg[1024];
+    describe_attempts(p, msg, sizeof(msg));
+    int all_429 = 1;
+    long retry_after = -1;
+    for (int i = 0; i < p->n_attempts; i++) {
+        all_429 &= p->attempts[i].cls == FAIL_UPSTREAM_429;
+    }
+    if (all_429)
+        retry_after = p->retry_after_ms;
+    if (all_429) {
+        struct evhttp_request *req = p->req;
+        if (retry_after >= 0) {
+            char ra[32];
+            snprintf(ra, sizeof(ra), "%ld", (retry_after + 999) / 1000);
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", ra);
+        }
+        reply_error(p, 429, "rate_limit_error", "rate_limit_exceeded", msg, 1);
+        return;
+    }
+    int timeout = failure_is_timeout(last->cls);
+    reply_error(p, timeout ? 504 : 502, "server_error",
+                timeout ? "upstream_timeout" : "upstream_error", msg, 1);
+}
+
+/* Chooses the next attempt after a failure of class cls, or -1 for none. */
+static int next_role(proxy_req_t *p, fail_class_t cls, int *same)
+{
+    const config_fallback_t *fb = &p->cfg->fallback;
+    if (!(fb->on & FAILURE_BIT(cls)) || p->n_attempts >= fb->max_attempts ||
+        p->n_attempts >= MAX_ATTEMPTS)
+        return -1;
+    server_t *srv = p->w->srv;
+    int role = p->role;
+    *same = p->tries_on_role <= fb->retry_same_provider;
+    if (*same && health_route(&srv->health[role], now_ms()) == HEALTH_EJECTED)
+        *same = 0;
+    if (!*same) {
+        if (p->switched)
+            return -1; /* both providers had their turn */
+        role = 1 - role;
+    }
+    health_state_t st = health_route(&srv->health[role], now_ms());
+    if (st == HEALTH_EJECTED)
+        return -1;
+    if (!budget_try_retry(&p->w->budget, now_ms(), fb->budget_percent,
+                          fb->budget_min_per_second)) {
+        if (st == HEALTH_PROBE)
+            health_release_probe(&srv->health[role]);
+        p->budget_exhausted = 1;
+        return -1;
+    }
+    p->attempt_is_probe = st == HEALTH_PROBE;
+    return role;
+}
+
+static long backoff_ms(proxy_req_t *p)
+{
+    const config_fallback_t *fb = &p->cfg->fallback;
+    long cap = fb->backoff_base_ms;
+    for (int i = 1; i < p->tries_on_role && cap < fb->backoff_max_ms; i++)
+        cap *= 2;
+    if (cap > fb->backoff_max_ms)
+        cap = fb->backoff_max_ms;
+    /* Full jitter spreads the retries of many clients over the whole interval. */
+    long wait = cap > 0 ? (long)(worker_random(p->w) % (uint64_t)(cap + 1)) : 0;
+    if (p->retry_after_ms > wait)
+        wait = p->retry_after_ms < fb->backoff_max_ms ? p->retry_after_ms : fb->backoff_max_ms;
+    return wait;
+}
+
+static void report_health(proxy_req_t *p, fail_class_t cls)
+{
+    const config_fallback_t *fb = &p->cfg->fallback;
+    /* A 4xx is the client's answer and a client leaving is nobody's fault: neither
+     * says anything about the provider. */
+    int failed = cls != FAIL_NONE && cls != FAIL_UPSTREAM_4XX && cls != FAIL_CLIENT_CLOSED &&
+                 (fb->on & FAILURE_BIT(cls));
+    health_t *h = &p->w->srv->health[p->role];
+    if (cls == FAIL_CLIENT_CLOSED) {
+        if (p->attempt_is_probe)
+            health_release_probe(h);
+    } else if (health_report(h, now_ms(), failed, p->attempt_is_probe, fb->eject_consecutive,
+                             fb->eject_base_ms, fb->eject_max_ms)) {
+        log_warn("event=provider_ejected provider=%s after=%s", p->cfg->providers[p->role].name,
+                 failure_name(cls));
+    }
+    p->attempt_is_probe = 0;
+}
+
 static void attempt_finished(proxy_req_t *p, CURLcode rc)
 {
     if (p->timer)
         evtimer_del(p->timer);
-    if (p->fail == FAIL_NONE && rc != CURLE_OK)
-        p->fail = classify_curl(p, rc);
-    if (p->fail == FAIL_NONE && !p->headers_done) {
-        p->fail = FAIL_PROTOCOL;
+    fail_class_t cls = p->fail;
+    if (cls == FAIL_NONE && rc != CURLE_OK)
+        cls = classify_curl(p, rc);
+    if (cls == FAIL_NONE && !p->headers_done) {
+        cls = FAIL_PROTOCOL;
         snprintf(p->fail_detail, sizeof(p->fail_detail), "no response headers");
     }
+    if (cls == FAIL_NONE)
+        cls = failure_of_status(p->status);
+    if (p->client_gone)
+        cls = FAIL_CLIENT_CLOSED;
+    attempt_rec_t *a = &p->attempts[p->n_attempts++];
+    a->role = p->role;
+    a->status = p->headers_done ? p->status : 0;
+    a->cls = cls;
+    a->ms = ms_since(&p->t_attempt);
+    report_health(p, cls);
     if (p->client_gone) {
         maybe_free(p);
         return;
     }
     const config_provider_t *pv = &p->cfg->providers[p->role];
-    double ms = ms_since(&p->t_attempt);
-    if (p->fail == FAIL_NONE) {
+    if (cls == FAIL_NONE) {
         if (p->committed) {
             forward(p, evbuffer_get_length(p->buf));
             evhttp_send_reply_end(take_req(p));
         } else {
             reply_buffered(p);
         }
-    } else {
-        char msg[512];
-        snprintf(msg, sizeof(msg), "%s: %s after %.0f ms%s%s", pv->name, fail_names[p->fail], ms,
-                 p->fail_detail[0] ? " (" : "", p->fail_detail[0] ? p->fail_detail : "");
-        if (p->fail_detail[0])
-            strncat(msg, ")", sizeof(msg) - strlen(msg) - 1);
-        log_warn("event=attempt_failed request_id=%s provider=%s class=%s ms=%.0f committed=%d",
-                 p->request_id, pv->name, fail_names[p->fail], ms, p->committed);
-        if (p->committed) {
-            end_stream_with_error(p, msg);
-        } else {
-            int timeout = p->fail == FAIL_TIMEOUT_CONNECT || p->fail == FAIL_TIMEOUT_FIRST_BYTE ||
-                          p->fail == FAIL_TIMEOUT_IDLE || p->fail == FAIL_TIMEOUT_TOTAL;
-            p->status = 0;
-            reply_error(p, timeout ? 504 : 502, "server_error",
-                        timeout ? "upstream_timeout" : "upstream_error", msg, 1);
-        }
+        maybe_free(p);
+        return;
     }
-    maybe_free(p);
+    log_warn("event=attempt_failed request_id=%s provider=%s class=%s status=%ld ms=%.0f "
+             "committed=%d",
+             p->request_id, pv->name, failure_name(cls), a->status, a->ms, p->committed);
+    if (p->committed) {
+        char msg[1024];
+        describe_attempts(p, msg, sizeof(msg));
+        log_warn("event=response_truncated request_id=%s provider=%s class=%s", p->request_id,
+                 pv->name, failure_name(cls));
+        end_stream_with_error(p, msg);
+        maybe_free(p);
+        return;
+    }
+    int same = 0;
+    int role = next_role(p, cls, &same);
+    if (role < 0) {
+        if (p->budget_exhausted)
+            log_warn("event=retry_budget_exhausted request_id=%s provider=%s class=%s",
+                     p->request_id, pv->name, failure_name(cls));
+        reply_final_failure(p);
+        maybe_free(p);
+        return;
+    }
+    if (!same) {
+        p->switched = 1;
+        if (!p->fallback_why)
+            p->fallback_why = failure_name(cls);
+    }
+    long wait = same ? backoff_ms(p) : 0;
+    if (wait > 0) {
+        /* The failed transfer's handle goes back now; the retry starts on the timer. */
+        release_attempt(p);
+        p->timer_mode = TIMER_BACKOFF;
+        p->role = role;
+        struct timeval tv = {wait / 1000, (wait % 1000) * 1000};
+        evtimer_add(p->timer, &tv);
+        return;
+    }
+    if (start_attempt(p, role) < 0) {
+        release_attempt(p);
+        reply_error(p, 500, "server_error", NULL, "could not start the upstream request", 1);
+        maybe_free(p);
+    }
 }
 
 static void on_done(upstream_xfer_t *x, CURLcode rc)
@@ -437,24 +663,65 @@ static void on_done(upstream_xfer_t *x, CURLcode rc)
     attempt_finished(p, rc);
 }
 
-/* First-byte and idle deadlines. The timer is armed once per phase; body bytes
- * only stamp t_last, and an early wake-up re-arms for what is left. */
+/* Drops a client that stopped reading (its connection is freed; on_client_close
+ * then cancels the attempt). */
+static void drop_stalled_client(proxy_req_t *p)
+{
+    log_warn("event=client_stalled request_id=%s stalled_ms=%lld", p->request_id,
+             now_ms() - p->paused_at_ms);
+    evhttp_connection_free(p->evcon);
+}
+
+/* One timer per request: first-byte and idle deadlines, backoff waits, the client
+ * stall deadline and deferred cancels. Body bytes only stamp t_last; an early
+ * wake-up re-arms for what is left. */
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     proxy_req_t *p = arg;
-    if (p->client_gone) { /* deferred cancel requested from inside libcurl */
+    if (p->timer_mode == TIMER_CANCEL || p->client_gone) {
         release_attempt(p);
         maybe_free(p);
+        return;
+    }
+    if (p->timer_mode == TIMER_BACKOFF) {
+        int role = p->role;
+        if (start_attempt(p, role) < 0) {
+            release_attempt(p);
+            reply_error(p, 500, "server_error", NULL, "could not start the upstream request", 1);
+            maybe_free(p);
+        }
         return;
     }
     if (!p->xfer.active)
         return;
     const config_provider_t *pv = &p->cfg->providers[p->role];
+    if (p->paused) {
+        long long stalled = now_ms() - p->paused_at_ms;
+        long limit = p->cfg->limits.client_stall_ms;
+        if (stalled >= limit) {
+            drop_stalled_client(p); /* frees p */
+            return;
+        }
+        long left = limit - (long)stalled;
+        struct timeval tv = {left / 1000, (left % 1000) * 1000 + 1000};
+        evtimer_add(p->timer, &tv);
+        return;
+    }
     int waiting_first = !p->committed && evbuffer_get_length(p->buf) == 0;
     long limit = waiting_first ? pv->timeouts.first_byte_ms : pv->timeouts.idle_ms;
     double idle = ms_since(waiting_first ? &p->t_attempt : &p->t_last);
+    if (waiting_first) {
+        /* first_byte_ms counts from the request being sent; connecting has its own limit. */
+        curl_off_t sent = sent_at_us(p);
+        if (sent == 0) {
+            struct timeval tv = {limit / 1000, (limit % 1000) * 1000};
+            evtimer_add(p->timer, &tv);
+            return;
+        }
+        idle -= (double)sent / 1000.0;
+    }
     if (idle < (double)limit) {
         long left = limit - (long)idle;
         struct timeval tv = {left / 1000, (left % 1000) * 1000 + 1000};
@@ -476,6 +743,7 @@ static void client_left(proxy_req_t *p)
     if (p->xfer.active) {
         if (upstream_in_callback(p->w->up)) {
             struct timeval now = {0, 0};
+            p->timer_mode = TIMER_CANCEL;
             evtimer_add(p->timer, &now); /* cancel from the loop, not inside libcurl */
             return;
         }
@@ -644,14 +912,23 @@ static int build_upstream_headers(proxy_req_t *p, const config_provider_t *pv)
 static int start_attempt(proxy_req_t *p, int role)
 {
     const config_provider_t *pv = &p->cfg->providers[role];
+    release_attempt(p); /* the previous attempt's handle, headers and body */
+    if (p->n_attempts > 0 && p->attempts[p->n_attempts - 1].role == role)
+        p->tries_on_role++;
+    else
+        p->tries_on_role = 1;
     p->role = role;
     p->status = 0;
     p->headers_done = 0;
     p->mode = MODE_NONE;
     p->fail = FAIL_NONE;
     p->fail_detail[0] = '\0';
+    p->retry_after_ms = -1;
+    p->paused = 0;
+    p->timer_mode = TIMER_ATTEMPT;
     sse_scanner_init(&p->sse);
     evhttp_clear_headers(&p->up_headers);
+    evbuffer_drain(p->buf, evbuffer_get_length(p->buf));
 
     CURL *e = upstream_easy_get(p->w->up);
     if (!e)
@@ -892,6 +1169,20 @@ void proxy_handle(struct evhttp_request *req, void *arg)
     }
 
     int role = p->decision.variant == FLAG_VARIANT_NEW ? CONFIG_ROLE_NEW : CONFIG_ROLE_ORIGINAL;
+    budget_note_request(&w->budget, now_ms());
+    health_state_t st = health_route(&w->srv->health[role], now_ms());
+    if (st == HEALTH_EJECTED) {
+        /* Its share goes to the other provider while it is out, unless both are. */
+        health_state_t other = health_route(&w->srv->health[1 - role], now_ms());
+        if (other != HEALTH_EJECTED) {
+            role = 1 - role;
+            st = other;
+            p->switched = 1;
+            p->fallback_why = "ejected";
+        }
+    }
+    p->attempt_is_probe = st == HEALTH_PROBE;
+    p->first_role = role;
     if (start_attempt(p, role) < 0) {
         release_attempt(p);
         reply_error(p, 500, "server_error", NULL, "could not start the upstream request", 0);

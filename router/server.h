@@ -22,7 +22,9 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "budget.h"
 #include "config.h"
+#include "health.h"
 #include "upstream.h"
 
 typedef struct server server_t;
@@ -44,6 +46,7 @@ typedef struct worker {
     proxy_req_t *live; /* doubly linked list of requests in flight */
     size_t n_live;
     int draining;
+    budget_t budget; /* retries + fallbacks of this worker */
 } worker_t;
 
 struct server {
@@ -55,7 +58,11 @@ struct server {
     int listen_port; /* the port actually bound (config port 0 = any) */
     atomic_int stopping;
     int drain_ms;
+    health_t health[CONFIG_N_ROLES]; /* outlier ejection per provider role */
 };
+
+/* Monotonic milliseconds. */
+long long now_ms(void);
 
 /* Binds the listeners and starts cfg->workers threads. Takes a reference to cfg. */
 server_t *server_start(config_t *cfg);

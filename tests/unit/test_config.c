@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "failure.h"
 #include "flags.h"
 
 #define F "t.yaml"
@@ -386,9 +387,51 @@ static void test_unknown_key_hint(void **state)
     /* no near miss: the known keys are listed */
     expect_line(PROVIDERS "limits: {body: 5}\n",
                 F ":6:10: unknown key `body` in limits (expected `max_body_bytes`, "
-                  "`max_header_bytes`)");
+                  "`max_header_bytes`, `client_stall_ms`)");
     /* blocks that later issues add are unknown today */
-    expect_error(PROVIDERS "fallback: {}\n", "unknown top-level key `fallback`");
+    expect_error(PROVIDERS "rollout: {}\n", "unknown top-level key `rollout`");
+}
+
+static void test_fallback_block(void **state)
+{
+    (void)state;
+    config_t *c = expect_ok(PROVIDERS);
+    assert_int_equal(c->fallback.on, FAILURE_DEFAULT_ON);
+    assert_int_equal(c->fallback.max_attempts, 2);
+    assert_int_equal(c->fallback.retry_same_provider, 0);
+    assert_int_equal(c->fallback.budget_percent, 20);
+    assert_int_equal(c->fallback.eject_consecutive, 5);
+    assert_int_equal(c->limits.client_stall_ms, 30000);
+    config_unref(c);
+    c = expect_ok(PROVIDERS "fallback:\n  on: [timeout_idle, upstream_4xx]\n"
+                            "  retry_same_provider: 1\n  max_attempts: 3\n"
+                            "  backoff: { base_ms: 10, max_ms: 50 }\n"
+                            "  budget: { percent: 100, min_per_second: 0 }\n"
+                            "  eject: { consecutive_failures: 0, base_ms: 200, max_ms: 400 }\n"
+                            "limits: { client_stall_ms: 1500 }\n");
+    assert_int_equal(c->fallback.on,
+                     FAILURE_BIT(FAIL_TIMEOUT_IDLE) | FAILURE_BIT(FAIL_UPSTREAM_4XX));
+    assert_int_equal(c->fallback.retry_same_provider, 1);
+    assert_int_equal(c->fallback.max_attempts, 3);
+    assert_int_equal(c->fallback.backoff_base_ms, 10);
+    assert_int_equal(c->fallback.backoff_max_ms, 50);
+    assert_int_equal(c->fallback.budget_percent, 100);
+    assert_int_equal(c->fallback.budget_min_per_second, 0);
+    assert_int_equal(c->fallback.eject_consecutive, 0);
+    assert_int_equal(c->limits.client_stall_ms, 1500);
+    config_unref(c);
+    expect_line(PROVIDERS "fallback:\n  on: [upstream_5xxx]\n",
+                F ":7:8: fallback.on[0]: unknown failure class `upstream_5xxx` (connect_error, "
+                  "timeout_connect, timeout_first_byte, timeout_idle, timeout_total, upstream_5xx, "
+                  "upstream_429, upstream_4xx, protocol)");
+    expect_error(PROVIDERS "fallback:\n  on: [client_closed]\n", "unknown failure class");
+    expect_line(PROVIDERS "fallback:\n  max_attempts: 0\n",
+                F ":7:17: fallback.max_attempts must be from 1 to 10, got 0");
+    expect_error(PROVIDERS "fallback:\n  budget: { percent: 101 }\n",
+                 "fallback.budget.percent must be from 0 to 100");
+    expect_error(PROVIDERS "fallback:\n  backof: {}\n", "did you mean `backoff`?");
+    expect_error(PROVIDERS "fallback:\n  backoff: { base_ms: 500, max_ms: 100 }\n",
+                 "fallback.backoff.base_ms (500) is above fallback.backoff.max_ms (100)");
 }
 
 static void test_wrong_types(void **state)
@@ -791,6 +834,7 @@ int main(void)
         cmocka_unit_test_teardown(test_explicit_sticky_and_extra_flag, teardown),
         cmocka_unit_test_teardown(test_workers_warning, teardown),
         cmocka_unit_test_teardown(test_unknown_key_hint, teardown),
+        cmocka_unit_test_teardown(test_fallback_block, teardown),
         cmocka_unit_test_teardown(test_wrong_types, teardown),
         cmocka_unit_test_teardown(test_integers, teardown),
         cmocka_unit_test_teardown(test_percentage, teardown),

@@ -1,0 +1,273 @@
+"""Fault injection, declaratively (after curl's tests/data): each case names the faults
+the simulated providers apply (`x-sim-fault`, scoped to one sim with `NAME:`), the
+request, and what the client must get: status, body shape, serving provider, the
+attempt list and the fallback class.
+
+Cases run in groups that share one router config, so a whole group costs one start-up.
+The first attempt always goes to `new` (percentage 100) unless a case says otherwise.
+"""
+import json
+import socket
+import threading
+import time
+
+from harness import (Router, Sim, TestFailure, check, eq, openai_error, router_config,
+                     sse_events)
+
+CHAT = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hello"}]}
+
+FAST_TIMEOUTS = "    timeouts: { connect_ms: 500, first_byte_ms: 400, idle_ms: 400, total_ms: 3000 }"
+
+
+def policy(on="[connect_error, timeout_connect, timeout_first_byte, upstream_5xx, upstream_429]",
+           retry=0, attempts=2, base=20, max_ms=2000, percent=100, minps=1000, eject=0,
+           eject_base=1000, eject_max=4000, stall=30000):
+    return f"""
+fallback:
+  on: {on}
+  retry_same_provider: {retry}
+  max_attempts: {attempts}
+  backoff: {{ base_ms: {base}, max_ms: {max_ms} }}
+  budget: {{ percent: {percent}, min_per_second: {minps} }}
+  eject: {{ consecutive_failures: {eject}, base_ms: {eject_base}, max_ms: {eject_max} }}
+limits: {{ client_stall_ms: {stall} }}
+"""
+
+
+class Stack:
+    """Sims `original` and `new` and a router; new_url/original_url override a sim."""
+
+    def __init__(self, percentage=100, extra="", new_url=None, original_url=None,
+                 sim_opts=None, timeouts=FAST_TIMEOUTS):
+        self.procs = []
+        try:
+            self.o = Sim("original", **(sim_opts or {})) if original_url is None else None
+            self.n = Sim("new", **(sim_opts or {})) if new_url is None else None
+            self.procs += [p for p in (self.o, self.n) if p]
+            self.r = Router(router_config(self.o or original_url, self.n or new_url,
+                                          percentage=percentage, extra=extra,
+                                          original_extra=timeouts, new_extra=timeouts))
+            self.procs.append(self.r)
+        except Exception:
+            self.close()
+            raise
+
+    def close(self):
+        errors = []
+        for p in reversed(self.procs):
+            try:
+                p.stop()
+            except Exception as e:  # noqa: BLE001 - every process is stopped
+                errors.append(str(e))
+        self.procs = []
+        if errors:
+            raise TestFailure("\n".join(errors))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run_case(stack, case):
+    body = dict(CHAT, stream=case.get("stream", False))
+    headers = {"x-user-id": case.get("user", "fault-user")}
+    if case.get("fault"):
+        headers["x-sim-fault"] = case["fault"]
+    t0 = time.monotonic()
+    status, h, data = stack.r.chat(body, headers, timeout=20)
+    took = time.monotonic() - t0
+    where = f"case {case['name']!r}"
+    eq(status, case["status"], f"{where}: status")
+    if "attempts" in case:
+        eq(h.get("x-switchyard-attempts"), case["attempts"], f"{where}: attempts")
+    if "fallback" in case:
+        eq(h.get("x-switchyard-fallback"), case["fallback"], f"{where}: fallback header")
+    if "served_by" in case:
+        eq(h.get("x-sim-provider"), case["served_by"], f"{where}: served by")
+    shape = case.get("shape")
+    if shape == "completion":
+        eq(json.loads(data)["object"], "chat.completion", f"{where}: body")
+    elif shape == "stream":
+        ev = sse_events(data)
+        eq(ev[-1][1], "[DONE]", f"{where}: stream ends with [DONE]")
+        check(all(e is None for e, _ in ev), f"{where}: unexpected named event in {ev}")
+    elif shape == "truncated":
+        ev = sse_events(data)
+        check(ev and ev[-1][0] == "error", f"{where}: stream must end with event: error: {ev[-3:]}")
+        check(all(d != "[DONE]" for _, d in ev), f"{where}: a truncated stream sent [DONE]")
+        err = json.loads(ev[-1][1])["error"]
+        check(case["message"] in err["message"], f"{where}: error message {err['message']!r}")
+    elif shape == "error":
+        err = openai_error(data, where)
+        for part in case.get("message_parts", []):
+            check(part in err["message"], f"{where}: message {err['message']!r} lacks {part!r}")
+    if "min_s" in case:
+        check(took >= case["min_s"], f"{where}: took {took:.2f}s, expected >= {case['min_s']}")
+    if "max_s" in case:
+        check(took <= case["max_s"], f"{where}: took {took:.2f}s, expected <= {case['max_s']}")
+    for name, value in case.get("headers", {}).items():
+        eq(h.get(name), value, f"{where}: header {name}")
+    return h
+
+
+# Before the commit point every retryable failure falls back, streaming or not.
+BEFORE_COMMIT = [
+    dict(name="5xx falls back", fault="new:status=503", status=200, served_by="original",
+         attempts="relay:503,openai:200", fallback="upstream_5xx", shape="completion"),
+    dict(name="5xx falls back (stream)", stream=True, fault="new:status=502", status=200,
+         served_by="original", attempts="relay:502,openai:200", fallback="upstream_5xx",
+         shape="stream"),
+    dict(name="429 falls back", fault="new:status=429", status=200, served_by="original",
+         attempts="relay:429,openai:200", fallback="upstream_429", shape="completion"),
+    dict(name="429 falls back (stream)", stream=True, fault="new:status=429", status=200,
+         served_by="original", attempts="relay:429,openai:200", fallback="upstream_429",
+         shape="stream"),
+    dict(name="no headers in time", fault="new:hang_before_headers", status=200,
+         served_by="original", attempts="relay:timeout_first_byte,openai:200",
+         fallback="timeout_first_byte", shape="completion", max_s=3),
+    dict(name="no headers in time (stream)", stream=True, fault="new:hang_before_headers",
+         status=200, served_by="original", attempts="relay:timeout_first_byte,openai:200",
+         fallback="timeout_first_byte", shape="stream", max_s=3),
+    dict(name="headers then silence (stream)", stream=True, fault="new:hang_after_headers",
+         status=200, served_by="original", attempts="relay:200,openai:200",
+         fallback="timeout_first_byte", shape="stream", max_s=3),
+    dict(name="headers then silence", fault="new:hang_after_headers", status=200,
+         served_by="original", attempts="relay:200,openai:200", fallback="timeout_first_byte",
+         shape="completion", max_s=3),
+    dict(name="reset before the first event (stream)", stream=True,
+         fault="new:reset_after_chunks=0", status=200, served_by="original",
+         attempts="relay:200,openai:200", fallback="connect_error", shape="stream"),
+    dict(name="body cut short by a reset", fault="new:reset_after_chunks=1", status=200,
+         served_by="original", attempts="relay:200,openai:200", fallback="connect_error",
+         shape="completion"),
+    dict(name="4xx passes through, no fallback", fault="new:status=400", status=400,
+         attempts="relay:400", shape="error", served_by="new"),
+    dict(name="422 passes through (stream)", stream=True, fault="new:status=422", status=422,
+         attempts="relay:422", shape="error", served_by="new"),
+    dict(name="both 503: 502 listing each attempt", fault="status=503", status=502,
+         attempts="relay:503,openai:503", shape="error",
+         message_parts=["relay: upstream_5xx (503) after", "openai: upstream_5xx (503) after"]),
+    dict(name="429 from both: 429", fault="status=429,retry_after=3", status=429,
+         attempts="relay:429,openai:429", shape="error", headers={"retry-after": "3"}),
+    dict(name="a 4xx from the fallback is the answer", fault="new:status=503,original:status=401",
+         status=401, attempts="relay:503,openai:401", shape="error"),
+    dict(name="hang on both: 504", fault="hang_before_headers", status=504,
+         attempts="relay:timeout_first_byte,openai:timeout_first_byte", shape="error",
+         message_parts=["relay: timeout_first_byte", "openai: timeout_first_byte"], max_s=3),
+]
+
+
+def case_before_commit_every_class_falls_back():
+    with Stack(extra=policy()) as s:
+        for c in BEFORE_COMMIT:
+            run_case(s, c)
+
+
+# After the commit point nothing can fall back: the stream ends with `event: error`.
+AFTER_COMMIT = [
+    dict(name="reset mid-stream", stream=True, fault="new:reset_after_chunks=3", status=200,
+         attempts=None, shape="truncated", message="relay: connect_error"),
+    dict(name="stall mid-stream", stream=True, fault="new:stall_after_chunks=3", status=200,
+         shape="truncated", message="relay: timeout_idle", max_s=3),
+]
+
+
+def case_after_commit_stream_ends_with_error_event():
+    with Stack(extra=policy()) as s:
+        for c in AFTER_COMMIT:
+            c = {k: v for k, v in c.items() if v is not None}
+            h = run_case(s, c)
+            eq(h.get("x-sim-provider"), "new", f"{c['name']}: committed to new")
+            check("x-switchyard-fallback" not in h, f"{c['name']}: no fallback after commit")
+        log = s.r.stderr_text()
+        check("event=response_truncated" in log, "truncated responses are logged")
+
+
+def case_total_timeout_mid_stream():
+    slow = "    timeouts: { connect_ms: 500, first_byte_ms: 2000, idle_ms: 2000, total_ms: 700 }"
+    with Stack(extra=policy(), sim_opts={"chunk_ms": 200, "chunks": 20}, timeouts=slow) as s:
+        run_case(s, dict(name="total timeout", stream=True, status=200, shape="truncated",
+                         message="relay: timeout_total", max_s=3))
+
+
+def case_connect_error_falls_back():
+    with Stack(extra=policy(), new_url="http://127.0.0.1:9/v1") as s:
+        for stream in (False, True):
+            run_case(s, dict(name=f"refused (stream={stream})", stream=stream, status=200,
+                             served_by="original", attempts="relay:connect_error,openai:200",
+                             fallback="connect_error",
+                             shape="stream" if stream else "completion", max_s=2))
+
+
+def _unanswering_listener():
+    """A loopback port whose accept queue is full, so new connections hang in SYN."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    fillers = []
+    for _ in range(4):
+        f = socket.socket()
+        f.setblocking(False)
+        try:
+            f.connect(ls.getsockname())
+        except BlockingIOError:
+            pass
+        fillers.append(f)
+    time.sleep(0.1)
+    return ls, fillers
+
+
+def case_connect_timeout_falls_back():
+    ls, fillers = _unanswering_listener()
+    try:
+        url = f"http://127.0.0.1:{ls.getsockname()[1]}/v1"
+        with Stack(extra=policy(), new_url=url) as s:
+            run_case(s, dict(name="connect timeout", status=200, served_by="original",
+                             attempts="relay:timeout_connect,openai:200",
+                             fallback="timeout_connect", shape="completion", max_s=3))
+    finally:
+        for f in fillers:
+            f.close()
+        ls.close()
+
+
+def case_protocol_error_not_in_policy_is_502():
+    with Stack(extra=policy()) as s:
+        run_case(s, dict(name="garbage response", fault="new:garbage", status=502,
+                         attempts="relay:protocol", shape="error",
+                         message_parts=["relay: protocol"]))
+    with Stack(extra=policy(on="[protocol]")) as s:
+        run_case(s, dict(name="garbage response, protocol listed", fault="new:garbage",
+                         status=200, attempts="relay:protocol,openai:200", fallback="protocol",
+                         served_by="original", shape="completion"))
+
+
+def case_4xx_listed_in_policy_falls_back():
+    with Stack(extra=policy(on="[upstream_4xx]")) as s:
+        run_case(s, dict(name="404 listed", fault="new:status=404", status=200,
+                         attempts="relay:404,openai:200", fallback="upstream_4xx",
+                         served_by="original", shape="completion"))
+
+
+def case_retry_same_provider_honours_retry_after():
+    with Stack(extra=policy(retry=1, attempts=3, base=10, max_ms=5000)) as s:
+        h = run_case(s, dict(name="429 with Retry-After: 1 retried on new, then original",
+                             fault="new:status=429,retry_after=1", status=200,
+                             attempts="relay:429,relay:429,openai:200", fallback="upstream_429",
+                             served_by="original", shape="completion", min_s=0.95, max_s=4))
+    with Stack(extra=policy(retry=1, attempts=3, base=10, max_ms=300)) as s:
+        run_case(s, dict(name="Retry-After capped at backoff.max_ms",
+                         fault="new:status=429,retry_after=5", status=200,
+                         attempts="relay:429,relay:429,openai:200", served_by="original",
+                         shape="completion", max_s=2))
+
+
+def case_max_attempts_bounds_retries():
+    with Stack(extra=policy(retry=3, attempts=2, base=1, max_ms=5)) as s:
+        run_case(s, dict(name="max_attempts 2", fault="status=500", status=502,
+                         attempts="relay:500,relay:500", shape="error"))
+    with Stack(extra=policy(attempts=1)) as s:
+        run_case(s, dict(name="max_attempts 1: the only answer passes through",
+                         fault="new:status=503", status=503, attempts="relay:503"))
