@@ -38,7 +38,7 @@ class Stack:
     """Sims `original` and `new` and a router; new_url/original_url override a sim."""
 
     def __init__(self, percentage=100, extra="", new_url=None, original_url=None,
-                 sim_opts=None, timeouts=FAST_TIMEOUTS):
+                 sim_opts=None, timeouts=FAST_TIMEOUTS, env=None):
         self.procs = []
         try:
             self.o = Sim("original", **(sim_opts or {})) if original_url is None else None
@@ -46,7 +46,7 @@ class Stack:
             self.procs += [p for p in (self.o, self.n) if p]
             self.r = Router(router_config(self.o or original_url, self.n or new_url,
                                           percentage=percentage, extra=extra,
-                                          original_extra=timeouts, new_extra=timeouts))
+                                          original_extra=timeouts, new_extra=timeouts), env=env)
             self.procs.append(self.r)
         except Exception:
             self.close()
@@ -271,3 +271,258 @@ def case_max_attempts_bounds_retries():
     with Stack(extra=policy(attempts=1)) as s:
         run_case(s, dict(name="max_attempts 1: the only answer passes through",
                          fault="new:status=503", status=503, attempts="relay:503"))
+
+
+# ---- load-shaped cases: budget, ejection, clients that leave or stall -----------------
+
+def _drive(router, n, stream=False, threads=8, fault=None, prefix="load", pace=0.0):
+    """n requests from n distinct users; returns [(status, headers, seconds)]."""
+    import concurrent.futures
+    import http.client
+
+    local = threading.local()
+
+    def one(i):
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = http.client.HTTPConnection("127.0.0.1", router.port, timeout=20)
+        h = {"Content-Type": "application/json", "x-user-id": f"{prefix}-{i}"}
+        if fault:
+            h["x-sim-fault"] = fault
+        if pace:
+            time.sleep(pace)
+        t0 = time.monotonic()
+        try:
+            conn.request("POST", "/v1/chat/completions", json.dumps(dict(CHAT, stream=stream)), h)
+            resp = conn.getresponse()
+            resp.read()
+            hdrs = {k.lower(): v for k, v in resp.getheaders()}
+            return resp.status, hdrs, time.monotonic() - t0
+        except Exception:
+            local.conn = None
+            raise
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def case_all_fallbacks_succeed_without_budget_limit():
+    # New answers 503 to everything, 50% split, no budget limit and no ejection.
+    with Stack(percentage=50, extra=policy(percent=100, minps=100000, eject=0)) as s:
+        s.r.stop()
+        s.procs.remove(s.r)
+        s.n.stop()
+        s.procs.remove(s.n)
+        s.n = Sim("new", "--error-rate", "1", "--error-status", "503")
+        s.procs.append(s.n)
+        s.r = Router(router_config(s.o, s.n, percentage=50,
+                                   extra=policy(percent=100, minps=100000, eject=0)))
+        s.procs.append(s.r)
+        results = _drive(s.r, 1000)
+        statuses = [st for st, _, _ in results]
+        eq(statuses.count(200), 1000, "every request succeeds")
+        fell = sum(1 for _, h, _ in results if h.get("x-switchyard-fallback") == "upstream_5xx")
+        check(400 <= fell <= 600, f"about half fell back: {fell}")
+        eq(s.n.stats()["requests"], fell, "each fallback cost exactly one request to new")
+        print(f"  no budget limit: 1000/1000 succeeded, {fell} through fallback")
+
+
+def case_budget_caps_fallbacks_and_errors_are_prompt():
+    o = Sim("original")
+    n = Sim("new", "--error-rate", "1", "--error-status", "503")
+    r = None
+    try:
+        r = Router(router_config(o, n, percentage=50, extra=policy(percent=20, minps=5, eject=0)))
+        t0 = time.monotonic()
+        results = _drive(r, 1000)
+        took = time.monotonic() - t0
+        fell = sum(1 for st, h, _ in results if st == 200 and h.get("x-switchyard-fallback"))
+        refused = [(st, h, t) for st, h, t in results if st != 200]
+        # Two workers, each: max(5/s, 20% of its requests in the last second).
+        bound = 0.2 * 1000 + 2 * 5 * (took + 1) + 10
+        check(fell <= bound, f"{fell} fallbacks above the budget bound {bound:.0f}")
+        check(fell >= 100, f"only {fell} fallbacks: the budget is not being used")
+        check(len(refused) > 0, "no request was refused by the budget")
+        for st, h, t in refused:
+            eq(st, 503, "a refused request gets the provider's own error")
+            eq(h.get("x-switchyard-attempts"), "relay:503", "one attempt only")
+        slow = sorted(t for _, _, t in refused)[int(len(refused) * 0.99) - 1]
+        check(slow < 0.25, f"refused requests waited (p99 {slow * 1000:.0f} ms)")
+        eq(len(results), 1000, "every request answered")
+        print(f"  budget 20%: {fell} fallbacks (bound {bound:.0f}), {len(refused)} refused, "
+              f"refused p99 {slow * 1000:.1f} ms, {took:.2f}s for 1000 requests")
+        log = r.stderr_text()
+        check("event=retry_budget_exhausted" in log, "budget exhaustion is logged")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
+def case_ejected_provider_gets_only_probes():
+    o = Sim("original")
+    n = Sim("new", "--error-rate", "1", "--error-status", "503")
+    r = None
+    try:
+        r = Router(router_config(o, n, percentage=50,
+                                 extra=policy(percent=20, minps=5, eject=5, eject_base=500,
+                                              eject_max=1000)))
+        t0 = time.monotonic()
+        results = _drive(r, 1000, threads=4, pace=0.01)  # ~3 s: several probe periods
+        took = time.monotonic() - t0
+        ok = sum(1 for st, _, _ in results if st == 200)
+        ejected = sum(1 for _, h, _ in results if h.get("x-switchyard-fallback") == "ejected")
+        hits = n.stats()["requests"]
+        # Before ejection: the 5 consecutive failures, plus what was in flight on the
+        # other worker and threads; after: at most one probe per back-off period.
+        probes_bound = 1 + int(took / 0.5) + 1
+        check(hits <= 5 + 4 + probes_bound, f"new received {hits} requests in {took:.1f}s")
+        check(hits >= 5 + 2, f"new received {hits} requests in {took:.1f}s: no probe was sent")
+        check(ejected >= 400, f"only {ejected} requests rerouted while new was ejected")
+        check(ok >= 990, f"{ok} of 1000 succeeded")
+        check("event=provider_ejected provider=relay" in r.stderr_text(), "ejection logged")
+        print(f"  ejection: new received {hits} requests of 1000 in {took:.2f}s, {ejected} "
+              f"rerouted as ejected, {ok} succeeded")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
+def case_ejection_probe_and_recovery():
+    with Stack(percentage=100, extra=policy(percent=100, minps=1000, eject=3, eject_base=400,
+                                            eject_max=5000)) as s:
+        bad = dict(name="failing", fault="new:status=503", status=200, served_by="original",
+                   attempts="relay:503,openai:200")
+        for i in range(3):
+            run_case(s, dict(bad, name=f"failure {i + 1}"))
+        run_case(s, dict(name="ejected: straight to original", status=200, served_by="original",
+                         attempts="openai:200", fallback="ejected"))
+        time.sleep(0.5)
+        run_case(s, dict(bad, name="probe fails: ejected again, twice as long"))
+        run_case(s, dict(name="still ejected", status=200, served_by="original",
+                         fallback="ejected"))
+        time.sleep(0.5)
+        run_case(s, dict(name="still ejected after the first period", status=200,
+                         served_by="original", fallback="ejected"))
+        time.sleep(0.45)
+        run_case(s, dict(name="probe succeeds", status=200, served_by="new", attempts="relay:200"))
+        for i in range(3):
+            run_case(s, dict(name=f"back in service {i}", status=200, served_by="new",
+                             attempts="relay:200"))
+
+
+def _open_stream(port, body, fault=None, user="client"):
+    payload = json.dumps(body).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    extra = f"x-sim-fault: {fault}\r\n" if fault else ""
+    s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-user-id: {user}\r\n"
+               f"Content-Type: application/json\r\n{extra}Content-Length: {len(payload)}\r\n\r\n"
+               ).encode() + payload)
+    return s
+
+
+def _abort_delay_ms(sim, closed_at):
+    """How long after closed_at (time.monotonic) the sim saw its client leave."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        st = sim.stats()
+        if st["last_abort_ms"] >= closed_at * 1000 - 1:
+            return st["last_abort_ms"] - closed_at * 1000
+        time.sleep(0.01)
+    raise TestFailure(f"the upstream request was not closed: {sim.stats()}")
+
+
+def case_client_leaving_closes_upstream_within_100ms():
+    slow = "    timeouts: { connect_ms: 1000, first_byte_ms: 10000, idle_ms: 10000, total_ms: 60000 }"
+    with Stack(extra=policy(retry=1, base=3000, max_ms=3000), timeouts=slow,
+               sim_opts={"chunk_ms": 100, "chunks": 50}) as s:
+        # Before the first byte: the upstream hangs before its headers.
+        for stream in (False, True):
+            c = _open_stream(s.r.port, dict(CHAT, stream=stream), fault="new:hang_before_headers")
+            time.sleep(0.3)
+            c.close()
+            closed = time.monotonic()
+            d = _abort_delay_ms(s.n, closed)
+            check(d < 100, f"before first byte (stream={stream}): upstream closed after {d:.0f} ms")
+            print(f"  client left before first byte (stream={stream}): upstream closed in {d:.1f} ms")
+        # Mid-stream.
+        c = _open_stream(s.r.port, dict(CHAT, stream=True))
+        got = b""
+        while got.count(b"data:") < 3:
+            got += c.recv(4096)
+        c.close()
+        closed = time.monotonic()
+        d = _abort_delay_ms(s.n, closed)
+        check(d < 100, f"mid-stream: upstream closed after {d:.0f} ms")
+        print(f"  client left mid-stream: upstream closed in {d:.1f} ms")
+        # During a backoff wait: nothing is in flight; the retry must never start.
+        before = s.n.stats()["requests"]
+        c = _open_stream(s.r.port, dict(CHAT), fault="new:status=503")
+        time.sleep(0.5)
+        c.close()
+        time.sleep(3.2)
+        eq(s.n.stats()["requests"] - before, 1, "no retry after the client left during backoff")
+        status, _, _ = s.r.request("GET", "/healthz")
+        eq(status, 200, "router healthy")
+
+
+def case_stalled_client_is_dropped():
+    with Stack(extra=policy(stall=800), sim_opts={"chunks": 60000}) as s:
+        c = _open_stream(s.r.port, dict(CHAT, stream=True))
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        t0 = time.monotonic()
+        deadline = t0 + 10
+        while time.monotonic() < deadline and "event=client_stalled" not in s.r.stderr_text():
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+        check("event=client_stalled" in s.r.stderr_text(), "stalled client not dropped")
+        check(took < 5, f"dropped after {took:.1f}s with client_stall_ms 800")
+        d = _abort_delay_ms(s.n, t0)
+        check(d >= 0, "upstream closed")
+        c.close()
+        rss = _rss_kb(s.r.proc.pid)
+        check(rss < 200 * 1024, f"router RSS {rss} kB: the stream was buffered, not paused")
+        status, _, _ = s.r.chat(CHAT, {"x-user-id": "after"})
+        eq(status, 200, "still serving")
+
+
+def _rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def case_memory_returns_to_baseline_after_10000_disconnects():
+    import concurrent.futures
+    # Under ASan, freed memory sits in a quarantine (256 MB by default) that would read as
+    # growth; a small one keeps use-after-free detection and lets RSS settle after warm-up.
+    env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=86:quarantine_size_mb=4:"
+                           "thread_local_quarantine_size_kb=64"}
+    with Stack(percentage=50, extra=policy(), sim_opts={"chunk_ms": 20, "chunks": 200},
+               env=env) as s:
+
+        def leave(i):
+            c = _open_stream(s.r.port, dict(CHAT, stream=True), user=f"leaver-{i}")
+            try:
+                c.recv(512)
+            finally:
+                c.close()
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(leave, range(1000)))
+        time.sleep(0.5)
+        base = _rss_kb(s.r.proc.pid)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(leave, range(10000)))
+        time.sleep(1.0)
+        after = _rss_kb(s.r.proc.pid)
+        check(after <= base * 1.10 + 2048,
+              f"RSS grew from {base} kB to {after} kB over 10,000 disconnects")
+        print(f"  RSS after warm-up {base} kB, after 10,000 disconnects {after} kB")
+        st = s.o.stats()["client_aborts"] + s.n.stats()["client_aborts"]
+        check(st >= 10000, f"upstreams saw only {st} aborts")
+        status, _, _ = s.r.chat(CHAT, {"x-user-id": "after"})
+        eq(status, 200, "still serving")
