@@ -457,8 +457,9 @@ def case_client_leaving_closes_upstream_within_100ms():
         check(d < 100, f"mid-stream: upstream closed after {d:.0f} ms")
         print(f"  client left mid-stream: upstream closed in {d:.1f} ms")
         # During a backoff wait: nothing is in flight; the retry must never start.
+        # (Retry-After makes the wait exactly max_ms; full jitter alone could be short.)
         before = s.n.stats()["requests"]
-        c = _open_stream(s.r.port, dict(CHAT), fault="new:status=503")
+        c = _open_stream(s.r.port, dict(CHAT), fault="new:status=503,retry_after=3")
         time.sleep(0.5)
         c.close()
         time.sleep(3.2)
