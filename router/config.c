@@ -170,10 +170,12 @@ static const char *where(const char *path)
 
 static void join(char *dst, const char *path, const char *key)
 {
-    if (path[0])
-        snprintf(dst, PATH_CAP, "%s.%s", path, key);
-    else
-        snprintf(dst, PATH_CAP, "%s", key);
+    /* A path cut at PATH_CAP only shortens a message; the result is checked so the
+     * compiler knows truncation is expected. */
+    int n = path[0] ? snprintf(dst, PATH_CAP, "%s.%s", path, key)
+                    : snprintf(dst, PATH_CAP, "%s", key);
+    if (n >= PATH_CAP)
+        dst[PATH_CAP - 1] = '\0';
 }
 
 static void join_index(char *dst, const char *path, size_t i)
@@ -922,8 +924,108 @@ static int field_models(ld_t *ld, const node_t *val, const char *path, void *out
     return 0;
 }
 
+/* A price: a plain non-negative decimal (USD per million tokens). */
+static int want_price(ld_t *ld, const node_t *n, const char *path, double *out)
+{
+    char b[SHOW_CAP];
+    const char *s = want_number_text(ld, n, path);
+    if (s == NULL)
+        return -1;
+    size_t int_digits = strspn(s, "0123456789");
+    size_t frac = 0;
+    if (s[int_digits] == '.')
+        frac = strspn(s + int_digits + 1, "0123456789");
+    size_t used = int_digits + (s[int_digits] == '.' ? 1 + frac : 0);
+    if (int_digits == 0 || used != n->len || (s[int_digits] == '.' && frac == 0) ||
+        int_digits > 7) {
+        err(ld, n, "%s must be a price in USD per million tokens (e.g. 2.50), got `%s`", path,
+            show(n, b));
+        return -1;
+    }
+    *out = strtod(s, NULL);
+    return 0;
+}
+
+static const char *const price_keys[] = {"input", "output", "cached_input"};
+
+static int field_pricing(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    config_provider_t *p = out;
+    char b[SHOW_CAP];
+    (void)arg;
+    if (want_map(ld, val, path) != 0)
+        return -1;
+    const node_t **keys = check_keys(ld, val, path);
+    if (keys == NULL)
+        return -1;
+    size_t n = val->n_kids / 2;
+    p->pricing = calloc(n ? n : 1, sizeof *p->pricing);
+    if (p->pricing == NULL) {
+        free(keys);
+        oom(ld, val);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const node_t *k = keys[i];
+        if (k == NULL)
+            continue;
+        char sub[PATH_CAP];
+        join(sub, path, show(k, b));
+        if (want_string(ld, k, sub) == NULL)
+            continue;
+        const node_t *v = val->kids[2 * i + 1];
+        if (want_map(ld, v, sub) != 0)
+            continue;
+        const node_t **pk = check_keys(ld, v, sub);
+        if (pk == NULL)
+            continue;
+        double price[3] = {0, 0, 0};
+        int seen[3] = {0, 0, 0}, bad = 0;
+        for (size_t j = 0; j < v->n_kids / 2; j++) {
+            if (pk[j] == NULL) {
+                bad = 1;
+                continue;
+            }
+            char sub2[PATH_CAP];
+            join(sub2, sub, show(pk[j], b));
+            int which = -1;
+            for (int q = 0; q < 3; q++)
+                if (pk[j]->len == strlen(price_keys[q]) &&
+                    memcmp(pk[j]->text, price_keys[q], pk[j]->len) == 0)
+                    which = q;
+            if (which < 0) {
+                char hb[SHOW_CAP + 64];
+                err(ld, pk[j], "unknown key `%s` in %s%s", show(pk[j], b), sub,
+                    hint(pk[j], price_keys, 3, 1, hb, sizeof hb));
+                bad = 1;
+                continue;
+            }
+            if (want_price(ld, v->kids[2 * j + 1], sub2, &price[which]) != 0)
+                bad = 1;
+            seen[which] = 1;
+        }
+        free(pk);
+        if (!bad && (!seen[0] || !seen[1])) {
+            err(ld, v, "%s needs both `input` and `output` prices", sub);
+            bad = 1;
+        }
+        if (bad)
+            continue;
+        config_price_t *pr = &p->pricing[p->n_pricing];
+        if (replace_str(ld, k, &pr->model, k->text, k->len) != 0)
+            continue;
+        pr->input = price[0];
+        pr->output = price[1];
+        pr->cached_input = seen[2] ? price[2] : price[0];
+        p->n_pricing++;
+    }
+    free(keys);
+    return 0;
+}
+
 static const field_t provider_fields[] = {
     {"name", field_name, 0, 0, 0},
+    {"pricing", field_pricing, 0, 0, 0},
     {"base_url", field_base_url, 0, 1, 0},
     {"api_key_env", field_api_key_env, 0, 0, 0},
     {"timeouts", field_timeouts, 0, 0, 0},
@@ -1195,6 +1297,26 @@ static int field_forward_headers(ld_t *ld, const node_t *val, const char *path, 
     return 0;
 }
 
+static int field_access_log_path(ld_t *ld, const node_t *val, const char *path, void *out,
+                                 intptr_t arg)
+{
+    (void)out;
+    (void)arg;
+    const char *s = want_string(ld, val, path);
+    if (s == NULL)
+        return -1;
+    if (*s == '\0') {
+        err(ld, val, "%s must be \"-\" (standard output) or a file path", path);
+        return -1;
+    }
+    return replace_str(ld, val, &ld->cfg->access_log.path, s, strlen(s));
+}
+
+static const field_t access_log_fields[] = {
+    {"path", field_access_log_path, 0, 1, 0},
+};
+SUB_BLOCK(field_access_log, access_log_fields)
+
 /*
  * The top-level blocks. A new block (fallback, access_log, rollout, clients,
  * cors) is one entry here plus its field function; its data goes in config_t.
@@ -1208,6 +1330,7 @@ static const field_t top_fields[] = {
     {"flags", field_flags, 0, 0, 0},
     {"forward_headers", field_forward_headers, 0, 0, 0},
     {"fallback", field_fallback, 0, 0, 0},
+    {"access_log", field_access_log, 0, 0, 0},
 };
 
 static void config_free(config_t *c)
@@ -1230,7 +1353,11 @@ static void config_free(config_t *c)
             free(p->models[i].to);
         }
         free(p->models);
+        for (size_t i = 0; i < p->n_pricing; i++)
+            free(p->pricing[i].model);
+        free(p->pricing);
     }
+    free(c->access_log.path);
     for (size_t i = 0; i < c->n_forward_headers; i++)
         free(c->forward_headers[i]);
     free(c->forward_headers);
@@ -1504,6 +1631,16 @@ const flag_def_t *config_flag(const config_t *c, const char *name)
     for (size_t i = 0; i < c->n_flags; i++)
         if (strcmp(c->flags[i]->key, name) == 0)
             return c->flags[i];
+    return NULL;
+}
+
+const config_price_t *config_price(const config_provider_t *p, const char *model)
+{
+    if (p == NULL || model == NULL)
+        return NULL;
+    for (size_t i = 0; i < p->n_pricing; i++)
+        if (strcmp(p->pricing[i].model, model) == 0)
+            return &p->pricing[i];
     return NULL;
 }
 

@@ -30,6 +30,12 @@ typedef struct {
     char *to;   /* the provider's model name */
 } config_model_map_t;
 
+/* USD per million tokens for one client-facing model name. */
+typedef struct {
+    char *model;
+    double input, output, cached_input; /* cached_input defaults to input */
+} config_price_t;
+
 typedef struct {
     const char *role; /* "original" / "new" (static string) */
     char *name;       /* label in headers, logs, metrics; defaults to the role */
@@ -41,6 +47,8 @@ typedef struct {
     } timeouts;
     config_model_map_t *models;
     size_t n_models;
+    config_price_t *pricing;
+    size_t n_pricing;
 } config_provider_t;
 
 typedef struct {
@@ -76,6 +84,9 @@ typedef struct config {
         long client_stall_ms; /* a client that reads nothing this long is dropped */
     } limits;
     config_fallback_t fallback;
+    struct {
+        char *path; /* "-" = stdout, NULL = off */
+    } access_log;
     config_provider_t providers[CONFIG_N_ROLES];
     char **forward_headers; /* extra client headers passed upstream (lower-cased) */
     size_t n_forward_headers;
@@ -105,6 +116,9 @@ void config_errors_free(config_errors_t *errs); /* frees the lines, not the stru
 /* The provider for a role; the flag named `name` or NULL. */
 const config_provider_t *config_provider(const config_t *c, int role);
 const flag_def_t *config_flag(const config_t *c, const char *name);
+
+/* The price of a client-facing model at a provider, or NULL (cost unknown). */
+const config_price_t *config_price(const config_provider_t *p, const char *model);
 
 /* Maps a client model name through the provider's `models`; NULL when unmapped. */
 const char *config_map_model(const config_provider_t *p, const char *model);
