@@ -87,6 +87,25 @@ static void handle(struct evhttp_request *req, void *arg)
         else
             http_reply_error(req, 405, "invalid_request_error", "method_not_allowed",
                              "Only GET is allowed on /healthz.");
+    } else if (strcmp(path, "/metrics") == 0) {
+        if (m != EVHTTP_REQ_GET) {
+            http_reply_error(req, 405, "invalid_request_error", "method_not_allowed",
+                             "Only GET is allowed on /metrics.");
+        } else {
+            char *text = server_metrics_text(a->srv);
+            struct evbuffer *b = evbuffer_new();
+            if (text && b) {
+                evbuffer_add(b, text, strlen(text));
+                evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                                  "text/plain; version=0.0.4; charset=utf-8");
+                evhttp_send_reply(req, 200, "OK", b);
+            } else {
+                http_reply_error(req, 500, "server_error", NULL, "out of memory");
+            }
+            if (b)
+                evbuffer_free(b);
+            free(text);
+        }
     } else if (strncmp(path, OFREP_PREFIX, strlen(OFREP_PREFIX)) == 0 &&
                (path[strlen(OFREP_PREFIX)] == '\0' || path[strlen(OFREP_PREFIX)] == '/')) {
         if (m != EVHTTP_REQ_POST)

@@ -133,6 +133,9 @@ static int scan_top_level(const char *s, size_t n, body_info_t *info)
         if (id == KEY_MODEL) {
             info->model_off = vstart;
             info->model_len = i - vstart;
+        } else if (id == KEY_STREAM_OPTIONS) {
+            info->so_off = vstart;
+            info->so_len = i - vstart;
         }
         i = skip_ws(s, i, n);
         if (i < n && s[i] == ',') {
@@ -190,8 +193,10 @@ int body_parse(const char *buf, size_t len, body_info_t *info)
     info->stream = cJSON_IsTrue(stream);
     if (cJSON_IsObject(so)) {
         info->has_stream_options = 1;
-        info->include_usage =
-            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+        info->so_empty = cJSON_GetArraySize(so) == 0;
+        const cJSON *iu = cJSON_GetObjectItemCaseSensitive(so, "include_usage");
+        info->include_usage = cJSON_IsTrue(iu);
+        info->include_usage_false = iu && !cJSON_IsTrue(iu);
     }
     return BODY_OK;
 }
@@ -212,27 +217,71 @@ void body_info_free(body_info_t *info)
     info->user = NULL;
 }
 
+char *body_json_string(const char *s)
+{
+    cJSON *str = cJSON_CreateString(s);
+    char *quoted = str ? cJSON_PrintUnformatted(str) : NULL;
+    cJSON_Delete(str);
+    return quoted;
+}
+
+char *body_apply(const char *buf, size_t len, const body_edit_t *edits, size_t n, size_t *out_len)
+{
+    size_t total = len;
+    for (size_t i = 0; i < n; i++)
+        total = total - edits[i].del + edits[i].ins_len;
+    char *out = malloc(total + 1);
+    if (!out)
+        return NULL;
+    size_t from = 0, to = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(out + to, buf + from, edits[i].off - from);
+        to += edits[i].off - from;
+        memcpy(out + to, edits[i].ins, edits[i].ins_len);
+        to += edits[i].ins_len;
+        from = edits[i].off + edits[i].del;
+    }
+    memcpy(out + to, buf + from, len - from);
+    to += len - from;
+    out[to] = '\0';
+    *out_len = to;
+    return out;
+}
+
+int body_usage_edit(const body_info_t *info, body_edit_t *edit)
+{
+    static const char add_key[] = ",\"stream_options\":{\"include_usage\":true}";
+    static const char add_first[] = "\"include_usage\":true,";
+    static const char add_only[] = "\"include_usage\":true";
+    if (!info->stream || info->include_usage || info->include_usage_false)
+        return 0;
+    if (!info->has_stream_options) {
+        if (info->obj_end == 0 || info->so_len > 0) /* stream_options: null stays as sent */
+            return 0;
+        /* The object has a key at least (stream), so a comma always fits. */
+        *edit = (body_edit_t){info->obj_end, 0, add_key, sizeof(add_key) - 1};
+        return 1;
+    }
+    if (info->so_len < 2)
+        return 0;
+    /* stream_options is an object without include_usage: add it first. */
+    size_t inner = info->so_off + 1;
+    int empty = info->so_empty;
+    *edit = empty ? (body_edit_t){inner, 0, add_only, sizeof(add_only) - 1}
+                  : (body_edit_t){inner, 0, add_first, sizeof(add_first) - 1};
+    return 1;
+}
+
 char *body_rewrite_model(const char *buf, size_t len, const body_info_t *info,
                          const char *new_model, size_t *out_len)
 {
     if (info->model_len == 0)
         return NULL;
-    cJSON *str = cJSON_CreateString(new_model);
-    char *quoted = str ? cJSON_PrintUnformatted(str) : NULL;
-    cJSON_Delete(str);
+    char *quoted = body_json_string(new_model);
     if (!quoted)
         return NULL;
-    size_t qlen = strlen(quoted);
-    size_t n = len - info->model_len + qlen;
-    char *out = malloc(n + 1);
-    if (out) {
-        memcpy(out, buf, info->model_off);
-        memcpy(out + info->model_off, quoted, qlen);
-        memcpy(out + info->model_off + qlen, buf + info->model_off + info->model_len,
-               len - info->model_off - info->model_len);
-        out[n] = '\0';
-        *out_len = n;
-    }
+    body_edit_t e = {info->model_off, info->model_len, quoted, strlen(quoted)};
+    char *out = body_apply(buf, len, &e, 1, out_len);
     free(quoted);
     return out;
 }

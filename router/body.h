@@ -36,6 +36,10 @@ typedef struct {
     int has_stream_options;
     size_t model_off;    /* span of the model value token (with its quotes) in buf */
     size_t model_len;    /* 0 when there is no model */
+    size_t so_off;       /* span of the stream_options value, when present */
+    size_t so_len;
+    int include_usage_false; /* stream_options.include_usage is present and not true */
+    int so_empty;            /* stream_options is an object with no member */
     size_t obj_end;      /* offset of the top-level closing '}' */
     const char *error;   /* message for the client when body_parse fails */
 } body_info_t;
@@ -47,6 +51,30 @@ const char *body_string_field(const body_info_t *info, const char *name);
 
 /* Frees the tree early (after routing); the model/user pointers become invalid. */
 void body_info_free(body_info_t *info);
+
+/* One splice: delete `del` bytes at `off`, insert `ins` there. */
+typedef struct {
+    size_t off, del;
+    const char *ins;
+    size_t ins_len;
+} body_edit_t;
+
+/*
+ * Applies edits (sorted by offset, not overlapping) to buf; returns a malloc'd,
+ * NUL-terminated copy with *out_len its length, or NULL on allocation failure.
+ */
+char *body_apply(const char *buf, size_t len, const body_edit_t *edits, size_t n, size_t *out_len);
+
+/*
+ * The edit that makes a streaming request ask for usage
+ * (stream_options.include_usage = true), or 0 when none is needed or possible:
+ * the client asked already, or set include_usage to false itself (respected).
+ * `ins` points to static text.
+ */
+int body_usage_edit(const body_info_t *info, body_edit_t *edit);
+
+/* The JSON string token for s (quoted, escaped), malloc'd; NULL on failure. */
+char *body_json_string(const char *s);
 
 /*
  * Returns a copy of buf with the model value replaced by the JSON string for

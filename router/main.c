@@ -64,6 +64,17 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(arg, NULL);
 }
 
+static void on_reopen_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    server_t *srv = arg;
+    if (srv->alog && accesslog_reopen(srv->alog) < 0)
+        log_error("event=access_log_reopen_failed path=%s", srv->alog->path);
+    else if (srv->alog)
+        log_info("event=access_log_reopened path=%s", srv->alog->path ? srv->alog->path : "-");
+}
+
 static int cmd_run(const char *path)
 {
     config_t *cfg = load_or_report(path);
@@ -86,8 +97,10 @@ static int cmd_run(const char *path)
     }
     struct event *sigint = evsignal_new(base, SIGINT, on_stop_signal, base);
     struct event *sigterm = evsignal_new(base, SIGTERM, on_stop_signal, base);
+    struct event *sigusr1 = evsignal_new(base, SIGUSR1, on_reopen_signal, srv);
     event_add(sigint, NULL);
     event_add(sigterm, NULL);
+    event_add(sigusr1, NULL);
     log_info("event=listening addr=%s:%d admin=%s:%d workers=%d original=%s new=%s",
              cfg->listen.host, srv->listen_port, cfg->admin.listen.host, admin_port(admin),
              srv->n_workers, cfg->providers[CONFIG_ROLE_ORIGINAL].name,
@@ -100,6 +113,7 @@ static int cmd_run(const char *path)
     server_stop(srv, DRAIN_MS);
     event_free(sigint);
     event_free(sigterm);
+    event_free(sigusr1);
     event_base_free(base);
     log_info("event=stopped");
     return 0;

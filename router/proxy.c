@@ -15,6 +15,7 @@
 #include "proxy.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,9 @@
 #include "flags.h"
 #include "httputil.h"
 #include "log.h"
+#include "pricing.h"
 #include "sse.h"
+#include "usage.h"
 #include "upstream.h"
 
 #define ROUTING_FLAG "use_new_provider"
@@ -75,6 +78,7 @@ struct proxy_req {
     enum evhttp_cmd_type method;
     route_t route;
     char *path_query; /* the part after "/v1", with "?query" */
+    char *log_path;   /* the request path for the access log (no query) */
     char *body;
     size_t body_len;
     size_t model_off, model_len;
@@ -90,6 +94,7 @@ struct proxy_req {
     char *up_body; /* rewritten body, or NULL to send `body` */
     struct event *timer;
     struct timespec t_start, t_attempt, t_last;
+    struct timespec t_wall; /* CLOCK_REALTIME at the start, for the log's ts */
     long status;
     struct evkeyvalq up_headers;
     int headers_done;
@@ -113,7 +118,22 @@ struct proxy_req {
     int tries_on_role;
     int switched;             /* moved to the other provider */
     const char *fallback_why; /* class name that moved it, or "ejected" */
+    int fallback_class;       /* fail_class_t that moved it, FAIL_N_CLASSES for ejected */
+    int fallback_from;        /* role it moved from, -1 when it did not */
     int budget_exhausted;
+
+    /* accounting */
+    usage_t usage;
+    long content_events;   /* stream events carrying content (estimate without usage) */
+    int inject_usage;      /* switchyard asked for usage: strip it from the client's stream */
+    body_edit_t usage_edit;
+    int client_status;     /* status sent to the client, 0 = none */
+    int truncated;
+    int first_byte_seen;
+    struct timespec t_first_byte, t_upstream_done;
+    double pre_ms;         /* received to the first attempt's start */
+    double wasted[CONFIG_N_ROLES];
+    int accounted;
 };
 
 static double ms_since(const struct timespec *t0)
@@ -148,11 +168,14 @@ static void stop_close_watch(proxy_req_t *p)
     }
 }
 
+static void account(proxy_req_t *p);
+
 static void maybe_free(proxy_req_t *p)
 {
     if (!p->client_done || p->xfer.active)
         return;
     worker_t *w = p->w;
+    account(p);
     release_attempt(p);
     stop_close_watch(p);
     if (p->attempt_is_probe) /* the client left before the probe could say anything */
@@ -174,6 +197,7 @@ static void maybe_free(proxy_req_t *p)
     if (p->out)
         evbuffer_free(p->out);
     free(p->path_query);
+    free(p->log_path);
     free(p->body);
     free(p->model);
     config_unref(p->cfg);
@@ -182,6 +206,15 @@ static void maybe_free(proxy_req_t *p)
 }
 
 /* The reply is about to be handed over: evhttp owns req from here on. */
+static void mark_first_byte(proxy_req_t *p, int status)
+{
+    if (!p->first_byte_seen) {
+        p->first_byte_seen = 1;
+        clock_gettime(CLOCK_MONOTONIC, &p->t_first_byte);
+    }
+    p->client_status = status;
+}
+
 static struct evhttp_request *take_req(proxy_req_t *p)
 {
     struct evhttp_request *req = p->req;
@@ -233,6 +266,7 @@ static void reply_error(proxy_req_t *p, int status, const char *type, const char
     if (p->client_done)
         return;
     struct evhttp_request *req = take_req(p);
+    mark_first_byte(p, status);
     add_switchyard_headers(p, evhttp_request_get_output_headers(req), with_provider, 0);
     http_reply_error(req, status, type, code, message);
 }
@@ -264,6 +298,7 @@ static void copy_upstream_headers(proxy_req_t *p, struct evhttp_request *req, in
 static void reply_buffered(proxy_req_t *p)
 {
     struct evhttp_request *req = take_req(p);
+    mark_first_byte(p, (int)p->status);
     copy_upstream_headers(p, req, 0);
     evhttp_send_reply(req, (int)p->status, http_reason((int)p->status), p->buf);
 }
@@ -278,18 +313,53 @@ static size_t client_backlog(proxy_req_t *p)
     return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
 }
 
+/* Looks at one complete event on its way to the client: usage, content count. */
+static void inspect_event(proxy_req_t *p, const char *ev, size_t len)
+{
+    if (memmem(ev, len, "\"content\":\"", 11))
+        p->content_events++;
+    if (usage_event_has_usage(ev, len)) {
+        const char *data;
+        size_t dlen;
+        if (sse_event_data(ev, len, &data, &dlen) == 0)
+            usage_from_json(data, dlen, &p->usage);
+    }
+}
+
+/* Sends the first n bytes of p->buf (whole events, or the last bytes of a finished
+ * stream) to the client, event by event: usage is read on the way, and when
+ * switchyard asked for it on the client's behalf it is taken out again. */
 static void forward(proxy_req_t *p, size_t n)
 {
     if (n == 0 || p->client_done)
         return;
-    evbuffer_remove_buffer(p->buf, p->out, n);
-    evhttp_send_reply_chunk_with_cb(p->req, p->out, on_client_drained, p);
+    char *region = (char *)evbuffer_pullup(p->buf, (ev_ssize_t)n);
+    size_t off = 0;
+    while (region && off < n) {
+        size_t len = sse_event_end(region + off, n - off);
+        if (len == 0)
+            len = n - off; /* a tail without its blank line */
+        inspect_event(p, region + off, len);
+        if (p->inject_usage) {
+            long kept = usage_strip_event(region + off, len);
+            if (kept > 0)
+                evbuffer_add(p->out, region + off, (size_t)kept);
+        }
+        off += len;
+    }
+    if (p->inject_usage)
+        evbuffer_drain(p->buf, n);
+    else
+        evbuffer_remove_buffer(p->buf, p->out, n);
+    if (evbuffer_get_length(p->out) > 0)
+        evhttp_send_reply_chunk_with_cb(p->req, p->out, on_client_drained, p);
 }
 
 static void commit_stream(proxy_req_t *p)
 {
     copy_upstream_headers(p, p->req, 1);
     evhttp_send_reply_start(p->req, (int)p->status, http_reason((int)p->status));
+    mark_first_byte(p, (int)p->status);
     p->committed = 1;
     stop_close_watch(p); /* evhttp watches the connection itself once writing */
     /* evhttp's timeout is also a read timeout: an SSE client sends nothing. */
@@ -448,9 +518,10 @@ static void end_stream_with_error(proxy_req_t *p, const char *message)
      * [DONE] so that clients can tell the answer is incomplete. */
     char *err = http_error_body("server_error", "upstream_error", message);
     evbuffer_drain(p->buf, evbuffer_get_length(p->buf));
-    evbuffer_add_printf(p->buf, "event: error\ndata: %s\n\n", err ? err : "{}");
+    evbuffer_add_printf(p->out, "event: error\ndata: %s\n\n", err ? err : "{}");
     free(err);
-    forward(p, evbuffer_get_length(p->buf));
+    p->truncated = 1;
+    evhttp_send_reply_chunk(p->req, p->out);
     evhttp_send_reply_end(take_req(p));
 }
 
@@ -592,6 +663,28 @@ static void attempt_finished(proxy_req_t *p, CURLcode rc)
         cls = failure_of_status(p->status);
     if (p->client_gone)
         cls = FAIL_CLIENT_CLOSED;
+    clock_gettime(CLOCK_MONOTONIC, &p->t_upstream_done);
+    if (p->mode == MODE_BUFFER && p->headers_done && evbuffer_get_length(p->buf) > 0) {
+        /* A whole JSON body: its usage is the bill, whether the attempt counts as a
+         * success or not (a billed failure is wasted spend). */
+        usage_t u = {0};
+        size_t blen = evbuffer_get_length(p->buf);
+        const char *body = (const char *)evbuffer_pullup(p->buf, -1);
+        if (body && usage_from_json(body, blen, &u) == 0) {
+            if (cls == FAIL_NONE && !p->client_gone)
+                p->usage = u;
+            else if (p->model)
+                p->wasted[p->role] += fmax(0, pricing_cost(config_price(&p->cfg->providers[p->role],
+                                                                        p->model),
+                                                           u.prompt, u.completion, u.cached));
+        } else if (body && cls == FAIL_NONE && p->usage.source == USAGE_NONE) {
+            long chars = usage_content_chars(body, blen);
+            if (chars >= 0) {
+                p->usage.completion = usage_estimate_tokens((size_t)chars);
+                p->usage.source = USAGE_ESTIMATED;
+            }
+        }
+    }
     attempt_rec_t *a = &p->attempts[p->n_attempts++];
     a->role = p->role;
     a->status = p->headers_done ? p->status : 0;
@@ -637,8 +730,11 @@ static void attempt_finished(proxy_req_t *p, CURLcode rc)
     }
     if (!same) {
         p->switched = 1;
-        if (!p->fallback_why)
+        if (!p->fallback_why) {
             p->fallback_why = failure_name(cls);
+            p->fallback_class = cls;
+            p->fallback_from = p->role;
+        }
     }
     long wait = same ? backoff_ms(p) : 0;
     if (wait > 0) {
@@ -783,6 +879,201 @@ static void on_client_drained(struct evhttp_connection *evcon, void *arg)
         p->paused = 0;
         upstream_resume(p->w->up, &p->xfer); /* may finish and free p */
     }
+}
+
+
+/* ---- accounting: metrics and the access log, once per request -------------------- */
+
+static double ms_between(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+static size_t put_str(char *o, size_t cap, const char *s)
+{
+    return accesslog_json_string(o, cap, s);
+}
+
+static void format_ts(const struct timespec *t, char *out, size_t cap)
+{
+    struct tm tm;
+    gmtime_r(&t->tv_sec, &tm);
+    int n = snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (int)(t->tv_nsec / 1000000) % 1000);
+    if (n < 0 || (size_t)n >= cap)
+        out[0] = '\0';
+}
+
+/* "%.17g" keeps every bit of a double, so sums over the log equal the metrics. */
+static int put_money(char *o, size_t cap, double v)
+{
+    return v < 0 ? snprintf(o, cap, "null") : snprintf(o, cap, "%.17g", v);
+}
+
+#define LINE_MAX_BYTES 8192
+
+static void write_access_line(proxy_req_t *p, const char *path, int provider, double latency_ms,
+                              double cost, double cost_orig, double wasted)
+{
+    worker_t *w = p->w;
+    char *o = accesslog_reserve(&w->alog, LINE_MAX_BYTES);
+    if (!o)
+        return;
+    size_t cap = LINE_MAX_BYTES, n = 0;
+    char ts[40];
+    format_ts(&p->t_wall, ts, sizeof(ts));
+    const flag_def_t *def = config_flag(p->cfg, ROUTING_FLAG);
+    double pct = def ? (def->disabled ? 0 : def->percentage_bp / 100.0) : 0;
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        int k_ = snprintf(o + n, cap - n, __VA_ARGS__);                                            \
+        if (k_ < 0 || (size_t)k_ >= cap - n)                                                       \
+            return;                                                                                \
+        n += (size_t)k_;                                                                           \
+    } while (0)
+#define ADDS(s_)                                                                                   \
+    do {                                                                                           \
+        size_t k_ = put_str(o + n, cap - n, (s_));                                                 \
+        if (k_ == 0)                                                                               \
+            return;                                                                                \
+        n += k_;                                                                                   \
+    } while (0)
+    static const char *const methods[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS",
+                                          "TRACE", "CONNECT", "PATCH"};
+    const char *method = "OTHER";
+    for (int i = 0; i < 9; i++)
+        if (p->method == (enum evhttp_cmd_type)(1 << i))
+            method = methods[i];
+    ADD("{\"ts\":\"%s\",\"request_id\":", ts);
+    ADDS(p->request_id);
+    ADD(",\"method\":\"%s\",\"path\":", method);
+    ADDS(path);
+    ADD(",\"model\":");
+    ADDS(p->model);
+    ADD(",\"stream\":%s,\"variant\":\"%s\",\"sticky_source\":", p->stream_req ? "true" : "false",
+        flags_variant_name(p->decision.variant));
+    ADDS(p->sticky_source ? p->sticky_source : "unkeyed");
+    ADD(",\"flag_percentage\":%g,\"provider\":", pct);
+    ADDS(provider >= 0 ? p->cfg->providers[provider].name : NULL);
+    ADD(",\"attempts\":[");
+    for (int i = 0; i < p->n_attempts; i++) {
+        const attempt_rec_t *a = &p->attempts[i];
+        ADD("%s{\"provider\":", i ? "," : "");
+        ADDS(p->cfg->providers[a->role].name);
+        if (a->status > 0)
+            ADD(",\"status\":%ld", a->status);
+        else
+            ADD(",\"status\":null");
+        ADD(",\"class\":\"%s\",\"ms\":%.3f}", failure_name(a->cls), a->ms);
+    }
+    ADD("],\"status\":%d,\"latency_ms\":%.3f,\"first_byte_ms\":", p->client_status, latency_ms);
+    if (p->first_byte_seen)
+        ADD("%.3f", ms_between(&p->t_start, &p->t_first_byte));
+    else
+        ADD("null");
+    ADD(",\"tokens_in\":%ld,\"tokens_out\":%ld,\"tokens_cached\":%ld,\"usage_source\":\"%s\"",
+        p->usage.prompt, p->usage.completion, p->usage.cached, usage_source_name(p->usage.source));
+    ADD(",\"cost_usd\":");
+    n += (size_t)put_money(o + n, cap - n, cost);
+    ADD(",\"cost_if_original_usd\":");
+    n += (size_t)put_money(o + n, cap - n, cost_orig);
+    ADD(",\"wasted_cost_usd\":%.17g,\"fallback\":", wasted);
+    ADDS(p->fallback_why);
+    ADD(",\"truncated\":%s}\n", p->truncated ? "true" : "false");
+#undef ADD
+#undef ADDS
+    accesslog_commit(&w->alog, n);
+}
+
+static metrics_outcome_t outcome_of(const proxy_req_t *p)
+{
+    if (p->client_gone)
+        return OUTCOME_CLIENT_CLOSED;
+    if (p->truncated)
+        return OUTCOME_TRUNCATED;
+    if (p->n_attempts == 0)
+        return p->client_status >= 500 ? OUTCOME_ERROR : OUTCOME_REJECTED;
+    const attempt_rec_t *last = &p->attempts[p->n_attempts - 1];
+    if (p->client_status >= 500 || (last->cls != FAIL_NONE && last->cls != FAIL_UPSTREAM_4XX))
+        return OUTCOME_ERROR;
+    return p->n_attempts > 1 || p->fallback_why ? OUTCOME_FALLBACK : OUTCOME_OK;
+}
+
+static void account(proxy_req_t *p)
+{
+    if (p->accounted)
+        return;
+    p->accounted = 1;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double latency_ms = ms_between(&p->t_start, &now);
+    int provider = p->n_attempts > 0 ? p->attempts[p->n_attempts - 1].role : -1;
+    int served = provider >= 0 && p->attempts[p->n_attempts - 1].cls == FAIL_NONE;
+
+    /* No usage from the provider: estimate what it will bill, and say so. */
+    if (served && p->usage.source != USAGE_UPSTREAM) {
+        p->usage.prompt = usage_estimate_tokens(p->body_len);
+        if (p->usage.source == USAGE_NONE)
+            p->usage.completion = p->stream_req ? p->content_events : 0;
+        p->usage.cached = 0;
+        p->usage.source = USAGE_ESTIMATED;
+    }
+    double cost = -1, cost_orig = -1;
+    if (served && p->model) {
+        const usage_t *u = &p->usage;
+        cost = pricing_cost(config_price(&p->cfg->providers[provider], p->model), u->prompt,
+                            u->completion, u->cached);
+        cost_orig =
+            provider == CONFIG_ROLE_ORIGINAL
+                ? cost
+                : pricing_cost(config_price(&p->cfg->providers[CONFIG_ROLE_ORIGINAL], p->model),
+                               u->prompt, u->completion, u->cached);
+    }
+    double wasted = p->wasted[0] + p->wasted[1];
+
+    int roles[MAX_ATTEMPTS];
+    fail_class_t classes[MAX_ATTEMPTS];
+    for (int i = 0; i < p->n_attempts; i++) {
+        roles[i] = p->attempts[i].role;
+        classes[i] = p->attempts[i].cls;
+    }
+    double first_token = -1;
+    if (p->stream_req && p->committed)
+        first_token = ms_between(&p->t_start, &p->t_first_byte) / 1e3;
+    double overhead = -1;
+    if (served && !p->committed && p->first_byte_seen)
+        overhead = (p->pre_ms + ms_between(&p->t_upstream_done, &p->t_first_byte)) / 1e3;
+    else if (served)
+        overhead = p->pre_ms / 1e3;
+    metrics_request_t r = {
+        .model = p->model,
+        .provider = served ? provider : (provider >= 0 ? provider : -1),
+        .variant = p->decision.variant == FLAG_VARIANT_NEW,
+        .status = p->client_status,
+        .outcome = outcome_of(p),
+        .duration_s = latency_ms / 1e3,
+        .first_token_s = first_token,
+        .overhead_s = overhead,
+        .tokens_in = served ? p->usage.prompt : 0,
+        .tokens_out = served ? p->usage.completion : 0,
+        .tokens_cached = served ? p->usage.cached : 0,
+        .cost_usd = cost,
+        .cost_if_original_usd = cost_orig,
+        .wasted_usd = {p->wasted[0], p->wasted[1]},
+        .n_attempts = p->n_attempts,
+        .attempt_role = roles,
+        .attempt_class = classes,
+        .fallback_from = p->fallback_from,
+        .fallback_to = p->fallback_from >= 0 && served ? provider : -1,
+        .fallback_class = p->fallback_class,
+    };
+    metrics_record(p->w->metrics, &r);
+    if (!served) {
+        /* Tokens and cost belong to the provider that billed them; nothing was served. */
+        p->usage = (usage_t){0};
+    }
+    write_access_line(p, p->log_path, provider, latency_ms, cost, cost_orig, wasted);
 }
 
 /* ---- request start --------------------------------------------------------------- */
@@ -946,15 +1237,30 @@ static int start_attempt(proxy_req_t *p, int role)
 
     const char *send_body = p->body;
     size_t send_len = p->body_len;
-    if (p->model) {
-        const char *mapped = config_map_model(pv, p->model);
-        if (mapped && strcmp(mapped, p->model) != 0) {
-            body_info_t span = {.model_off = p->model_off, .model_len = p->model_len};
-            p->up_body = body_rewrite_model(p->body, p->body_len, &span, mapped, &send_len);
-            if (!p->up_body)
-                return -1;
-            send_body = p->up_body;
-        }
+    /* At most two splices, in body order: the model (mapped for this provider) and
+     * the stream_options that ask for usage. */
+    body_edit_t edits[2];
+    size_t n_edits = 0;
+    char *quoted = NULL;
+    const char *mapped = p->model ? config_map_model(pv, p->model) : NULL;
+    if (mapped && strcmp(mapped, p->model) != 0 && p->model_len > 0) {
+        if (!(quoted = body_json_string(mapped)))
+            return -1;
+        edits[n_edits++] = (body_edit_t){p->model_off, p->model_len, quoted, strlen(quoted)};
+    }
+    if (p->inject_usage)
+        edits[n_edits++] = p->usage_edit;
+    if (n_edits == 2 && edits[0].off > edits[1].off) {
+        body_edit_t t = edits[0];
+        edits[0] = edits[1];
+        edits[1] = t;
+    }
+    if (n_edits > 0) {
+        p->up_body = body_apply(p->body, p->body_len, edits, n_edits, &send_len);
+        free(quoted);
+        if (!p->up_body)
+            return -1;
+        send_body = p->up_body;
     }
     if (build_upstream_headers(p, pv) < 0)
         return -1;
@@ -1094,8 +1400,10 @@ void proxy_handle(struct evhttp_request *req, void *arg)
     p->evcon = evhttp_request_get_connection(req);
     p->method = method;
     p->route = route;
+    p->fallback_from = -1;
     TAILQ_INIT(&p->up_headers);
     clock_gettime(CLOCK_MONOTONIC, &p->t_start);
+    clock_gettime(CLOCK_REALTIME, &p->t_wall);
     p->next = w->live;
     if (w->live)
         w->live->prev = p;
@@ -1124,6 +1432,7 @@ void proxy_handle(struct evhttp_request *req, void *arg)
         return;
     }
     snprintf(p->path_query, pq_len, "%s%s%s", path + 3, query ? "?" : "", query ? query : "");
+    p->log_path = strdup(path);
     evbuffer_copyout(input, p->body, p->body_len);
     p->body[p->body_len] = '\0';
 
@@ -1139,6 +1448,10 @@ void proxy_handle(struct evhttp_request *req, void *arg)
         }
         have_info = 1;
         p->stream_req = info.stream;
+        /* Streams are only accountable with usage: ask for it when the client did not
+         * (chat and legacy completions take stream_options), and hide it again. */
+        if (strcmp(path, "/v1/chat/completions") == 0 || strcmp(path, "/v1/completions") == 0)
+            p->inject_usage = body_usage_edit(&info, &p->usage_edit);
         p->model_off = info.model_off;
         p->model_len = info.model_len;
         if (info.model && !(p->model = strdup(info.model))) {
@@ -1179,10 +1492,13 @@ void proxy_handle(struct evhttp_request *req, void *arg)
             st = other;
             p->switched = 1;
             p->fallback_why = "ejected";
+            p->fallback_class = FAIL_N_CLASSES;
+            p->fallback_from = 1 - role;
         }
     }
     p->attempt_is_probe = st == HEALTH_PROBE;
     p->first_role = role;
+    p->pre_ms = ms_since(&p->t_start);
     if (start_attempt(p, role) < 0) {
         release_attempt(p);
         reply_error(p, 500, "server_error", NULL, "could not start the upstream request", 0);

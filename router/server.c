@@ -150,6 +150,28 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     worker_check_exit(w);
 }
 
+static void on_flush_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_t *w = arg;
+    accesslog_flush(&w->alog);
+}
+
+char *server_metrics_text(server_t *srv)
+{
+    metrics_shard_t *shards[256];
+    size_t n = 0;
+    for (int i = 0; i < srv->n_workers && n < 256; i++)
+        shards[n++] = srv->workers[i].metrics;
+    config_t *cfg = server_config_get(srv);
+    const flag_def_t *f = config_flag(cfg, "use_new_provider");
+    double stage = f ? (f->disabled ? 0 : f->percentage_bp / 100.0) : 0;
+    char *text = metrics_render(shards, n, cfg, stage);
+    config_unref(cfg);
+    return text;
+}
+
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
@@ -169,6 +191,10 @@ static void worker_free(worker_t *w)
         event_free(w->wake);
     if (w->drain_timer)
         event_free(w->drain_timer);
+    if (w->flush_timer)
+        event_free(w->flush_timer);
+    accesslog_buf_free(&w->alog);
+    metrics_shard_free(w->metrics);
     if (w->base)
         event_base_free(w->base);
     config_unref(w->cfg);
@@ -191,8 +217,16 @@ static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
     w->http = evhttp_new(w->base);
     w->wake = event_new(w->base, -1, 0, on_wake, w);
     w->drain_timer = evtimer_new(w->base, on_drain_deadline, w);
-    if (!w->up || !w->http || !w->wake || !w->drain_timer)
+    w->metrics = metrics_shard_new();
+    if (!w->up || !w->http || !w->wake || !w->drain_timer || !w->metrics ||
+        accesslog_buf_init(&w->alog, srv->alog) < 0)
         return -1;
+    if (srv->alog) {
+        struct timeval every = {0, 100000};
+        w->flush_timer = event_new(w->base, -1, EV_PERSIST, on_flush_timer, w);
+        if (!w->flush_timer || event_add(w->flush_timer, &every) < 0)
+            return -1;
+    }
     evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->limits.max_body_bytes);
     /* Twice our limit: proxy_handle answers 431 itself for what lies in between. */
     evhttp_set_max_headers_size(w->http, (ev_ssize_t)cfg->limits.max_header_bytes * 2);
@@ -235,6 +269,14 @@ server_t *server_start(config_t *cfg)
     pthread_mutex_init(&srv->cfg_lock, NULL);
     srv->cfg = config_ref(cfg);
     srv->n_workers = cfg->workers > 0 ? cfg->workers : 1;
+    if (cfg->access_log.path) {
+        srv->alog = accesslog_open(cfg->access_log.path);
+        if (!srv->alog) {
+            log_error("event=access_log_failed path=%s error=\"%s\"", cfg->access_log.path,
+                      strerror(errno));
+            goto fail;
+        }
+    }
     srv->workers = calloc((size_t)srv->n_workers, sizeof(worker_t));
     if (!srv->workers)
         goto fail;
@@ -262,6 +304,7 @@ fail:
         for (int i = 0; i < srv->n_workers; i++)
             worker_free(&srv->workers[i]);
     free(srv->workers);
+    accesslog_close(srv->alog);
     config_unref(srv->cfg);
     pthread_mutex_destroy(&srv->cfg_lock);
     free(srv);
@@ -281,6 +324,7 @@ void server_stop(server_t *srv, int drain_ms)
     for (int i = 0; i < srv->n_workers; i++)
         worker_free(&srv->workers[i]);
     free(srv->workers);
+    accesslog_close(srv->alog);
     config_unref(srv->cfg);
     pthread_mutex_destroy(&srv->cfg_lock);
     free(srv);

@@ -22,9 +22,11 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "accesslog.h"
 #include "budget.h"
 #include "config.h"
 #include "health.h"
+#include "metrics.h"
 #include "upstream.h"
 
 typedef struct server server_t;
@@ -47,6 +49,9 @@ typedef struct worker {
     size_t n_live;
     int draining;
     budget_t budget; /* retries + fallbacks of this worker */
+    metrics_shard_t *metrics;
+    accesslog_buf_t alog;
+    struct event *flush_timer;
 } worker_t;
 
 struct server {
@@ -59,7 +64,11 @@ struct server {
     atomic_int stopping;
     int drain_ms;
     health_t health[CONFIG_N_ROLES]; /* outlier ejection per provider role */
+    accesslog_t *alog;               /* NULL when access_log is off */
 };
+
+/* /metrics text of all workers' shards (admin thread); malloc'd. */
+char *server_metrics_text(server_t *srv);
 
 /* Monotonic milliseconds. */
 long long now_ms(void);

@@ -38,6 +38,22 @@ size_t sse_scan(sse_scanner_t *s, const char *data, size_t len, size_t *last_end
     return found;
 }
 
+size_t sse_event_end(const char *data, size_t len)
+{
+    sse_scanner_t s;
+    sse_scanner_init(&s);
+    for (size_t i = 0; i < len; i++) {
+        size_t end = 0;
+        if (sse_scan(&s, data + i, 1, &end) > 0) {
+            /* A CRLF terminator: take its LF too. */
+            if (data[i] == '\r' && i + 1 < len && data[i + 1] == '\n')
+                return i + 2;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
 int sse_event_data(const char *raw, size_t len, const char **out, size_t *out_len)
 {
     size_t i = 0;

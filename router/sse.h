@@ -30,6 +30,9 @@ void sse_scanner_init(sse_scanner_t *s);
  */
 size_t sse_scan(sse_scanner_t *s, const char *data, size_t len, size_t *last_end);
 
+/* Length of the first complete event at the start of data (with its blank line), or 0. */
+size_t sse_event_end(const char *data, size_t len);
+
 /*
  * Finds the value of the first "data:" field of one raw event (the bytes of a
  * complete event block). Returns 0 and sets *out and *out_len (pointing into raw,

@@ -28,6 +28,8 @@ have_pc yaml-0.1 || need libyaml-dev
 have_pc cmocka || need libcmocka-dev
 have_pc libcrypto || need libssl-dev
 [ -f /usr/include/wslay/wslay.h ] || need libwslay-dev
+# promtool validates the /metrics exposition in the tests; Debian ships it with prometheus.
+have_cmd promtool || need prometheus
 # ASan/UBSan runtimes come with gcc on Debian (libasan8, libubsan1).
 [ -n "$(ls /usr/lib/gcc/*/*/libasan.so 2>/dev/null)" ] || need libasan8
 
@@ -39,8 +41,19 @@ if [ -n "$missing" ]; then
     echo "deps: installing:$missing"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
+    # Packages such as prometheus would start their daemon (on port 9090, the admin
+    # listener's default): install without starting services, unless a policy exists.
+    guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        guard=1
+    fi
+    rc=0
     # shellcheck disable=SC2086
-    apt-get install -y -q --no-install-recommends $missing
+    apt-get install -y -q --no-install-recommends $missing || rc=$?
+    [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
+    [ "$rc" -eq 0 ] || exit "$rc"
 fi
 
 if [ -f tests/e2e/package-lock.json ]; then

@@ -1,0 +1,119 @@
+/* usage — token accounting helpers. See usage.h. */
+#include "usage.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *usage_source_name(usage_source_t s)
+{
+    return s == USAGE_UPSTREAM ? "upstream" : s == USAGE_ESTIMATED ? "estimated" : "none";
+}
+
+static cJSON *parse_copy(const char *json, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return NULL;
+    memcpy(copy, json, len);
+    copy[len] = '\0';
+    cJSON *root = cJSON_ParseWithLength(copy, len + 1);
+    free(copy);
+    return root;
+}
+
+static long num(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 ? (long)v->valuedouble : -1;
+}
+
+static int read_usage(const cJSON *usage, usage_t *u)
+{
+    if (!cJSON_IsObject(usage))
+        return -1;
+    long in = num(usage, "prompt_tokens"), out = num(usage, "completion_tokens");
+    const cJSON *details = cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens_details");
+    if (in < 0) { /* Responses API names */
+        in = num(usage, "input_tokens");
+        out = num(usage, "output_tokens");
+        details = cJSON_GetObjectItemCaseSensitive(usage, "input_tokens_details");
+    }
+    if (in < 0)
+        return -1;
+    long cached = cJSON_IsObject(details) ? num(details, "cached_tokens") : -1;
+    u->prompt = in;
+    u->completion = out < 0 ? 0 : out;
+    u->cached = cached < 0 ? 0 : (cached > in ? in : cached);
+    u->source = USAGE_UPSTREAM;
+    return 0;
+}
+
+int usage_from_json(const char *json, size_t len, usage_t *u)
+{
+    cJSON *root = parse_copy(json, len);
+    if (!root)
+        return -1;
+    int rc = read_usage(cJSON_GetObjectItemCaseSensitive(root, "usage"), u);
+    if (rc < 0) {
+        const cJSON *resp = cJSON_GetObjectItemCaseSensitive(root, "response");
+        if (cJSON_IsObject(resp))
+            rc = read_usage(cJSON_GetObjectItemCaseSensitive(resp, "usage"), u);
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+int usage_event_has_usage(const char *data, size_t len)
+{
+    static const char key[] = "\"usage\":";
+    const char *p = data, *end = data + len;
+    while ((p = memmem(p, (size_t)(end - p), key, sizeof(key) - 1))) {
+        p += sizeof(key) - 1;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        if (p < end && *p == '{')
+            return 1;
+    }
+    return 0;
+}
+
+long usage_strip_event(char *event, size_t len)
+{
+    static const char member[] = ",\"usage\":null";
+    if (usage_event_has_usage(event, len))
+        return -1;
+    size_t n = len;
+    char *p = event;
+    while ((p = memmem(p, n - (size_t)(p - event), member, sizeof(member) - 1))) {
+        size_t tail = n - (size_t)(p - event) - (sizeof(member) - 1);
+        memmove(p, p + sizeof(member) - 1, tail);
+        n -= sizeof(member) - 1;
+    }
+    return (long)n;
+}
+
+long usage_content_chars(const char *json, size_t len)
+{
+    cJSON *root = parse_copy(json, len);
+    if (!root)
+        return -1;
+    long n = -1;
+    const cJSON *choices = cJSON_GetObjectItemCaseSensitive(root, "choices");
+    const cJSON *c;
+    cJSON_ArrayForEach(c, choices)
+    {
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(c, "message");
+        const cJSON *text = msg ? cJSON_GetObjectItemCaseSensitive(msg, "content")
+                                : cJSON_GetObjectItemCaseSensitive(c, "text");
+        if (cJSON_IsString(text))
+            n = (n < 0 ? 0 : n) + (long)strlen(text->valuestring);
+    }
+    cJSON_Delete(root);
+    return n;
+}
+
+long usage_estimate_tokens(size_t bytes)
+{
+    return bytes == 0 ? 0 : (long)((bytes + 3) / 4);
+}

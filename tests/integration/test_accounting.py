@@ -1,0 +1,255 @@
+"""Metrics, access log, usage and cost: the numbers must agree, wherever they are read."""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+from harness import (ROOT, Router, Sim, binary, check, eq, request, router_config, sse_events,
+                     tmp_path)
+
+PRICED = """
+    pricing:
+      gpt-4.1: { input: 2.00, output: 8.00, cached_input: 0.50 }
+      claude-sonnet-4.5: { input: 3.00, output: 15.00 }"""
+NEW_PRICED = """
+    pricing:
+      gpt-4.1: { input: 0.40, output: 1.60 }
+      claude-sonnet-4.5: { input: 0.50, output: 2.50 }"""
+
+
+def _stack(log_path, percentage=50, extra="", sim_args=()):
+    o = Sim("original", *sim_args)
+    n = Sim("new", *sim_args)
+    cfg = router_config(o, n, percentage=percentage, original_extra=PRICED, new_extra=NEW_PRICED,
+                        extra=f'access_log: {{ path: "{log_path}" }}\n' + extra)
+    try:
+        r = Router(cfg)
+    except Exception:
+        o.stop()
+        n.stop()
+        raise
+    return o, n, r, cfg
+
+
+def _read_log(path, want, timeout=5):
+    deadline = time.monotonic() + timeout
+    lines = []
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path) as f:
+                lines = [json.loads(l) for l in f if l.strip()]
+            if len(lines) >= want:
+                return lines
+        time.sleep(0.05)
+    raise AssertionError(f"access log has {len(lines)} lines, want {want}")
+
+
+def _metrics(r):
+    status, _, body = r.admin("GET", "/metrics")
+    eq(status, 200, "/metrics status")
+    return body.decode()
+
+
+def _series(text, name):
+    """[(labels dict, value)] of one metric family's samples."""
+    out = []
+    for line in text.splitlines():
+        m = re.match(re.escape(name) + r"(\{(.*)\})? (\S+)$", line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            out.append((labels, float(m.group(3))))
+    return out
+
+
+def _mixed_traffic(r):
+    """Streaming and not, usage asked and not, fallbacks, a model without a price."""
+    cases = []
+    for i in range(60):
+        body = {"model": ["gpt-4.1", "claude-sonnet-4.5", "no-price-model"][i % 3],
+                "messages": [{"role": "user", "content": "x" * (i + 1)}],
+                "stream": i % 2 == 0}
+        if i % 4 == 0:
+            body["stream_options"] = {"include_usage": True}
+        headers = {"x-user-id": f"acct-{i}"}
+        if i % 5 == 0:
+            headers["x-sim-fault"] = "new:status=503"
+        status, h, data = r.chat(body, headers)
+        eq(status, 200, f"request {i}")
+        cases.append((body, h, data))
+    return cases
+
+
+def case_metrics_pass_promtool_and_agree_with_log_and_report():
+    log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
+    o, n, r, cfg = _stack(log)
+    try:
+        _mixed_traffic(r)
+        lines = _read_log(log, 60)
+        eq(len(lines), 60, "one access log line per request")
+        text = _metrics(r)
+        if shutil.which("promtool"):
+            p = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
+                               capture_output=True, timeout=30)
+            eq(p.returncode, 0, f"promtool check metrics:\n{p.stdout}{p.stderr}")
+        else:
+            raise AssertionError("promtool is missing (make deps installs Debian's prometheus)")
+
+        # requests
+        req = _series(text, "switchyard_requests_total")
+        eq(sum(v for _, v in req), 60.0, "requests in /metrics")
+        # tokens per direction, log vs metrics
+        tok = _series(text, "switchyard_tokens_total")
+        for field, direction in (("tokens_in", "input"), ("tokens_out", "output"),
+                                 ("tokens_cached", "cached_input")):
+            log_sum = sum(l[field] for l in lines)
+            met_sum = sum(v for lab, v in tok if lab["direction"] == direction)
+            eq(met_sum, float(log_sum), f"{field}: metrics vs log")
+        check(sum(l["tokens_out"] for l in lines) > 0, "no tokens counted")
+        # cost, log vs metrics, to 1e-9 USD
+        cost_log = sum(l["cost_usd"] for l in lines if l["cost_usd"] is not None)
+        cost_met = sum(v for _, v in _series(text, "switchyard_cost_usd_total"))
+        check(abs(cost_log - cost_met) < 1e-9, f"cost: log {cost_log!r} vs metrics {cost_met!r}")
+        check(cost_log > 0, "no cost recorded")
+        orig_log = sum(l["cost_if_original_usd"] for l in lines
+                       if l["cost_if_original_usd"] is not None)
+        orig_met = sum(v for _, v in _series(text, "switchyard_cost_if_original_usd_total"))
+        check(abs(orig_log - orig_met) < 1e-9, f"cost_if_original: {orig_log!r} vs {orig_met!r}")
+        # unknown prices stay unknown, never zero
+        unpriced = [l for l in lines if l["model"] == "no-price-model"]
+        check(unpriced and all(l["cost_usd"] is None for l in unpriced), "unknown cost is null")
+        check(all(l["tokens_out"] > 0 for l in unpriced), "unpriced requests still counted")
+        # fallbacks show up in both
+        fb_log = sum(1 for l in lines if l["fallback"])
+        fb_met = sum(v for _, v in _series(text, "switchyard_fallbacks_total"))
+        eq(fb_met, float(fb_log), "fallbacks: metrics vs log")
+        check(fb_log > 0, "the mix had no fallback")
+        # report --format json, when the report command exists
+        p = subprocess.run([binary("switchyard"), "report", "-c", r.config_path, "--format",
+                            "json", log], capture_output=True, text=True, timeout=60, cwd=ROOT)
+        eq(p.returncode, 0, f"report: {p.stderr}")
+        rep = json.loads(p.stdout)["totals"]
+        eq(rep["requests"], 60, "report requests")
+        eq(rep["tokens_in"], sum(l["tokens_in"] for l in lines), "report tokens_in")
+        eq(rep["tokens_out"], sum(l["tokens_out"] for l in lines), "report tokens_out")
+        check(abs(rep["cost_usd"] - cost_log) < 1e-9, f"report cost {rep['cost_usd']!r}")
+        check(abs(rep["cost_if_original_usd"] - orig_log) < 1e-9, "report cost_if_original")
+    finally:
+        for x in (r, n, o):
+            x.stop()
+
+
+def case_cost_follows_the_price_table():
+    log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
+    o, n, r, cfg = _stack(log, percentage=100)
+    try:
+        status, _, data = r.chat({"model": "gpt-4.1", "messages": [{"role": "user",
+                                                                    "content": "hello"}]},
+                                 {"x-user-id": "price-1"})
+        eq(status, 200, "status")
+        usage = json.loads(data)["usage"]
+        line = _read_log(log, 1)[0]
+        eq(line["usage_source"], "upstream", "usage source")
+        eq((line["tokens_in"], line["tokens_out"]),
+           (usage["prompt_tokens"], usage["completion_tokens"]), "tokens from the upstream")
+        want = (usage["prompt_tokens"] * 0.40 + usage["completion_tokens"] * 1.60) / 1e6
+        check(abs(line["cost_usd"] - want) < 1e-15, f"cost {line['cost_usd']} want {want}")
+        want_o = (usage["prompt_tokens"] * 2.00 + usage["completion_tokens"] * 8.00) / 1e6
+        check(abs(line["cost_if_original_usd"] - want_o) < 1e-15, "cost_if_original")
+        eq(line["provider"], "relay", "provider")
+        eq(line["attempts"], [{"provider": "relay", "status": 200, "class": "ok",
+                               "ms": line["attempts"][0]["ms"]}], "attempts")
+        for k in ("ts", "request_id", "method", "path", "model", "stream", "variant",
+                  "sticky_source", "status", "latency_ms", "first_byte_ms", "tokens_cached",
+                  "fallback", "truncated", "wasted_cost_usd"):
+            check(k in line, f"access log lacks {k}")
+        eq(line["sticky_source"], "header:x-user-id", "sticky source")
+    finally:
+        for x in (r, n, o):
+            x.stop()
+
+
+def case_stream_without_usage_is_byte_identical_and_still_counted():
+    log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
+    body = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "count me"}],
+            "stream": True}
+    o, n, r, cfg = _stack(log, percentage=0)
+    try:
+        status, h, via_router = r.chat(body, {"x-user-id": "bytes-1"})
+        eq(status, 200, "status")
+        sent = o.requests()[-1]["body"]
+        check('"include_usage":true' in sent, f"usage not requested upstream: {sent}")
+    finally:
+        for x in (r, n, o):
+            x.stop()
+    direct_sim = Sim("original")  # same seed, same request number: the same stream
+    try:
+        status, _, direct = request("POST", direct_sim.host, direct_sim.port,
+                                    "/v1/chat/completions", body)
+        eq(status, 200, "direct status")
+    finally:
+        direct_sim.stop()
+    check(b'"usage"' not in direct, "the direct stream has no usage")
+    eq(via_router, direct, "the client's stream is byte for byte the provider's stream")
+    line = _read_log(log, 1)[0]
+    eq(line["usage_source"], "upstream", "usage recorded from the withheld chunk")
+    check(line["tokens_out"] > 0 and line["tokens_in"] > 0, f"tokens: {line}")
+    check(line["cost_usd"] > 0, "cost recorded")
+
+
+def case_stream_with_usage_requested_keeps_it():
+    log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
+    o, n, r, cfg = _stack(log, percentage=0)
+    try:
+        body = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "x"}],
+                "stream": True, "stream_options": {"include_usage": True}}
+        status, _, data = r.chat(body, {"x-user-id": "u"})
+        events = sse_events(data)
+        usage = [json.loads(d) for _, d in events if d != "[DONE]" and
+                 json.loads(d).get("usage")]
+        eq(len(usage), 1, "the usage chunk the client asked for")
+        line = _read_log(log, 1)[0]
+        eq(line["tokens_out"], usage[0]["usage"]["completion_tokens"], "tokens")
+    finally:
+        for x in (r, n, o):
+            x.stop()
+
+
+def case_missing_usage_is_estimated_and_marked():
+    log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
+    o, n, r, cfg = _stack(log, percentage=0)
+    try:
+        for stream in (False, True):
+            status, _, _ = r.chat({"model": "gpt-4.1", "stream": stream,
+                                   "messages": [{"role": "user", "content": "no usage please"}]},
+                                  {"x-user-id": "est", "x-sim-fault": "no_usage"})
+            eq(status, 200, "status")
+        lines = _read_log(log, 2)
+        for line in lines:
+            eq(line["usage_source"], "estimated", f"usage source ({line['stream']})")
+            check(line["tokens_in"] > 0 and line["tokens_out"] > 0, f"estimate: {line}")
+            check(line["cost_usd"] is not None and line["cost_usd"] > 0, "estimated cost")
+    finally:
+        for x in (r, n, o):
+            x.stop()
+
+
+def case_access_log_reopens_on_sigusr1():
+    log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
+    o, n, r, cfg = _stack(log)
+    try:
+        r.chat({"model": "gpt-4.1", "messages": []}, {"x-user-id": "a"})
+        _read_log(log, 1)
+        os.rename(log, log + ".1")
+        r.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.3)
+        r.chat({"model": "gpt-4.1", "messages": []}, {"x-user-id": "b"})
+        eq(len(_read_log(log, 1)), 1, "new file after reopen")
+        eq(len(_read_log(log + ".1", 1)), 1, "rotated file kept its line")
+        text = open(log).read() + open(log + ".1").read()
+        check("Bearer" not in text and "messages" not in text, "no key, no body in the log")
+    finally:
+        for x in (r, n, o):
+            x.stop()
