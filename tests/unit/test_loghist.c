@@ -4,12 +4,12 @@
  * exact sorted-sample quantiles (within 1%), merge == adding every sample to one
  * histogram, and the edges (empty, one sample, clamping at both ends, q = 0 / 1).
  */
+#include <float.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <float.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,7 +58,7 @@ static double exact_quantile(const double *sorted, size_t n, double q)
     return sorted[k - 1];
 }
 
-static const double qs[] = {0.0,  0.001, 0.01, 0.05, 0.1,  0.25,  0.5,
+static const double qs[] = {0.0,  0.001, 0.01, 0.05, 0.1,   0.25,   0.5,
                             0.75, 0.9,   0.95, 0.99, 0.999, 0.9999, 1.0};
 
 /* Adds samples to a fresh histogram and checks every q in qs within 1%. */

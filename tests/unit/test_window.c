@@ -3,11 +3,11 @@
  * (errors excluded from latency, ttft only when known, unpriced requests excluded
  * from cost per 1k tokens), merging worker windows, summaries and NaN on no data.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <math.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -233,9 +233,9 @@ static void test_merge_workers(void **state)
     for (int i = 0; i < 4000; i++) {
         int variant = uniform01(&rng) < 0.1 ? WINDOW_NEW : WINDOW_ORIGINAL;
         double lat = 20.0 - 300.0 * log(1.0 - uniform01(&rng));
-        window_sample_t smp = ok_sample(lat, uniform01(&rng) < 0.5 ? lat / 3 : -1.0,
-                                        (uint64_t)(i % 97), (uint64_t)(i % 31),
-                                        i % 7 ? 1e-6 * (i % 13) : -1.0);
+        window_sample_t smp =
+            ok_sample(lat, uniform01(&rng) < 0.5 ? lat / 3 : -1.0, (uint64_t)(i % 97),
+                      (uint64_t)(i % 31), i % 7 ? 1e-6 * (i % 13) : -1.0);
 
         smp.error = uniform01(&rng) < 0.02;
         window_record(&workers[i % 4], variant, &smp);
