@@ -68,6 +68,9 @@ typedef struct {
     const node_t *listen_node;
     const node_t *admin_listen_node;
     const node_t *workers_node;
+    const node_t *rollout_node;
+    const node_t *rollout_flag_node;
+    const node_t *percentage_node; /* flags.<rollout flag>.percentage, when written */
 } ld_t;
 
 /* ---- messages ---------------------------------------------------------- */
@@ -1067,6 +1070,8 @@ static int field_percentage(ld_t *ld, const node_t *val, const char *path, void 
         return -1;
     if (flags_parse_percentage(s, &bp) == 0) {
         def->percentage_bp = bp;
+        if (def->key && strcmp(def->key, DEFAULT_FLAG) == 0)
+            ld->percentage_node = val;
         return 0;
     }
     /* Say which rule the text broke. */
@@ -1317,6 +1322,248 @@ static const field_t access_log_fields[] = {
 };
 SUB_BLOCK(field_access_log, access_log_fields)
 
+
+/* ---- rollout --------------------------------------------------------------- */
+
+/* "24h", "90m", "30s", "500ms": a whole number and a unit. */
+static int want_duration(ld_t *ld, const node_t *n, const char *path, long long min_ms,
+                         long long max_ms, long long *out)
+{
+    char b[SHOW_CAP];
+    const char *s = want_string(ld, n, path);
+    if (s == NULL)
+        return -1;
+    size_t nd = strspn(s, "0123456789");
+    const char *unit = s + nd;
+    long long mult = strcmp(unit, "ms") == 0  ? 1
+                     : strcmp(unit, "s") == 0 ? 1000
+                     : strcmp(unit, "m") == 0 ? 60000
+                     : strcmp(unit, "h") == 0 ? 3600000
+                                              : 0;
+    if (nd == 0 || nd > 9 || mult == 0) {
+        err(ld, n, "%s must be a duration such as 30s, 15m or 24h, got `%s`", path, show(n, b));
+        return -1;
+    }
+    long long v = strtoll(s, NULL, 10) * mult;
+    if (v < min_ms || v > max_ms) {
+        err(ld, n, "%s must be from %lldms to %lldh, got %s", path, min_ms, max_ms / 3600000,
+            show(n, b));
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A plain decimal within [min, max]. */
+static int want_decimal(ld_t *ld, const node_t *n, const char *path, double min, double max,
+                        double *out)
+{
+    char b[SHOW_CAP];
+    const char *s = want_number_text(ld, n, path);
+    if (s == NULL)
+        return -1;
+    size_t ni = strspn(s, "0123456789"), nf = 0;
+    if (s[ni] == '.')
+        nf = strspn(s + ni + 1, "0123456789");
+    size_t used = ni + (s[ni] == '.' ? 1 + nf : 0);
+    if (ni == 0 || used != n->len || (s[ni] == '.' && nf == 0) || ni > 9) {
+        err(ld, n, "%s must be a decimal number, got `%s`", path, show(n, b));
+        return -1;
+    }
+    double v = strtod(s, NULL);
+    if (v < min || v > max) {
+        err(ld, n, "%s must be from %g to %g, got %s", path, min, max, show(n, b));
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+typedef struct {
+    size_t off;
+    long long min, max;
+} dur_field_t;
+
+static int field_duration_at(ld_t *ld, const node_t *val, const char *path, void *out,
+                             intptr_t arg)
+{
+    (void)out;
+    const dur_field_t *d = (const dur_field_t *)arg;
+    long long v;
+    if (want_duration(ld, val, path, d->min, d->max, &v) != 0)
+        return -1;
+    *(long long *)((char *)ld->cfg + d->off) = v;
+    return 0;
+}
+#define DUR_AT(member, lo, hi)                                                                     \
+    ((intptr_t) & (const dur_field_t){offsetof(config_t, member), (lo), (hi)})
+
+typedef struct {
+    size_t off;
+    double min, max;
+} dec_field_t;
+
+static int field_decimal_at(ld_t *ld, const node_t *val, const char *path, void *out,
+                            intptr_t arg)
+{
+    (void)out;
+    const dec_field_t *d = (const dec_field_t *)arg;
+    double v;
+    if (want_decimal(ld, val, path, d->min, d->max, &v) != 0)
+        return -1;
+    *(double *)((char *)ld->cfg + d->off) = v;
+    return 0;
+}
+#define DEC_AT(member, lo, hi)                                                                     \
+    ((intptr_t) & (const dec_field_t){offsetof(config_t, member), (lo), (hi)})
+
+static int field_rollout_flag(ld_t *ld, const node_t *val, const char *path, void *out,
+                              intptr_t arg)
+{
+    (void)out;
+    (void)arg;
+    const char *s = want_string(ld, val, path);
+    if (s == NULL)
+        return -1;
+    ld->rollout_flag_node = val;
+    return replace_str(ld, val, &ld->cfg->rollout.flag, s, strlen(s));
+}
+
+static int field_enum_at(ld_t *ld, const node_t *val, const char *path, int *dst,
+                         const char *const *names, int n_names)
+{
+    char b[SHOW_CAP];
+    const char *s = want_string(ld, val, path);
+    if (s == NULL)
+        return -1;
+    for (int i = 0; i < n_names; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *dst = i;
+            return 0;
+        }
+    char list[160];
+    size_t o = 0;
+    for (int i = 0; i < n_names; i++)
+        o += (size_t)snprintf(list + o, sizeof list - o, "%s`%s`", i ? ", " : "", names[i]);
+    err(ld, val, "%s must be one of %s, got `%s`", path, list, show(val, b));
+    return -1;
+}
+
+static const char *const rollout_modes[] = {"auto", "manual", "rollback"};
+static const char *const rollout_on_failure[] = {"rollback", "step_down", "pause"};
+
+static int field_rollout_mode(ld_t *ld, const node_t *val, const char *path, void *out,
+                              intptr_t arg)
+{
+    (void)out;
+    (void)arg;
+    return field_enum_at(ld, val, path, &ld->cfg->rollout.mode, rollout_modes, 3);
+}
+
+static int field_rollout_on_failure(ld_t *ld, const node_t *val, const char *path, void *out,
+                                    intptr_t arg)
+{
+    (void)out;
+    (void)arg;
+    return field_enum_at(ld, val, path, &ld->cfg->rollout.on_failure, rollout_on_failure, 3);
+}
+
+static int field_rollout_stages(ld_t *ld, const node_t *val, const char *path, void *out,
+                                intptr_t arg)
+{
+    (void)out;
+    (void)arg;
+    char sub[PATH_CAP], b[SHOW_CAP];
+    config_rollout_t *r = &ld->cfg->rollout;
+    if (want_seq(ld, val, path) != 0)
+        return -1;
+    if (val->n_kids == 0 || val->n_kids > CONFIG_MAX_STAGES) {
+        err(ld, val, "%s must list 1 to %d percentages", path, CONFIG_MAX_STAGES);
+        return -1;
+    }
+    r->n_stages = 0;
+    for (size_t i = 0; i < val->n_kids; i++) {
+        const node_t *it = val->kids[i];
+        join_index(sub, path, i);
+        const char *s = want_number_text(ld, it, sub);
+        uint32_t bp;
+        if (s == NULL)
+            return -1;
+        if (flags_parse_percentage(s, &bp) != 0 || bp == 0) {
+            err(ld, it, "%s must be a percentage above 0 and at most 100 (two decimals), got %s",
+                sub, show(it, b));
+            return -1;
+        }
+        if (r->n_stages > 0 && bp <= r->stages_bp[r->n_stages - 1]) {
+            err(ld, it, "%s: stages must increase, got %s after %g", sub, show(it, b),
+                r->stages_bp[r->n_stages - 1] / 100.0);
+            return -1;
+        }
+        r->stages_bp[r->n_stages++] = bp;
+    }
+    return 0;
+}
+
+static int field_rollout_path(ld_t *ld, const node_t *val, const char *path, void *out,
+                              intptr_t arg)
+{
+    (void)out;
+    const char *s = want_string(ld, val, path);
+    if (s == NULL)
+        return -1;
+    if (*s == '\0') {
+        err(ld, val, "%s must be a file path", path);
+        return -1;
+    }
+    char **dst = arg ? &ld->cfg->rollout.audit_log : &ld->cfg->rollout.state_file;
+    return replace_str(ld, val, dst, s, strlen(s));
+}
+
+static int field_rollout_min_requests(ld_t *ld, const node_t *val, const char *path, void *out,
+                                      intptr_t arg)
+{
+    (void)out;
+    (void)arg;
+    return want_int(ld, val, path, 1, 100000000, &ld->cfg->rollout.min_requests);
+}
+
+static const field_t gates_fields[] = {
+    {"error_rate_increase", field_decimal_at, DEC_AT(rollout.error_rate_increase, 0, 1), 0, 0},
+    {"confidence", field_decimal_at, DEC_AT(rollout.confidence, 0.5, 0.9999), 0, 0},
+    {"latency_p95_ratio", field_decimal_at, DEC_AT(rollout.latency_p95_ratio, 0.01, 100), 0, 0},
+    {"ttft_p95_ratio", field_decimal_at, DEC_AT(rollout.ttft_p95_ratio, 0.01, 100), 0, 0},
+    {"cost_per_1k_tokens_ratio", field_decimal_at,
+     DEC_AT(rollout.cost_per_1k_tokens_ratio, 0.01, 100), 0, 0},
+};
+SUB_BLOCK(field_gates, gates_fields)
+
+#define DAY_MS (24LL * 3600000)
+static const field_t rollout_fields[] = {
+    {"flag", field_rollout_flag, 0, 0, 0},
+    {"mode", field_rollout_mode, 0, 0, 0},
+    {"stages", field_rollout_stages, 0, 0, 0},
+    {"stage_min_duration", field_duration_at,
+     DUR_AT(rollout.stage_min_duration_ms, 0, 365 * DAY_MS), 0, 0},
+    {"min_requests", field_rollout_min_requests, 0, 0, 0},
+    {"check_interval", field_duration_at, DUR_AT(rollout.check_interval_ms, 100, DAY_MS), 0, 0},
+    {"max_stage_duration", field_duration_at,
+     DUR_AT(rollout.max_stage_duration_ms, 1000, 365 * DAY_MS), 0, 0},
+    {"failure_threshold", field_int_at, INT_AT(rollout.failure_threshold, 1, 1000), 0, 0},
+    {"gates", field_gates, 0, 0, 0},
+    {"on_failure", field_rollout_on_failure, 0, 0, 0},
+    {"state_file", field_rollout_path, 0, 0, 0},
+    {"audit_log", field_rollout_path, 1, 0, 0},
+};
+
+static int field_rollout(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    (void)arg;
+    ld->cfg->rollout.present = 1;
+    ld->rollout_node = val;
+    return parse_block(ld, val, path, rollout_fields, sizeof rollout_fields / sizeof *rollout_fields,
+                       out);
+}
+
 /*
  * The top-level blocks. A new block (fallback, access_log, rollout, clients,
  * cors) is one entry here plus its field function; its data goes in config_t.
@@ -1331,6 +1578,7 @@ static const field_t top_fields[] = {
     {"forward_headers", field_forward_headers, 0, 0, 0},
     {"fallback", field_fallback, 0, 0, 0},
     {"access_log", field_access_log, 0, 0, 0},
+    {"rollout", field_rollout, 0, 0, 0},
 };
 
 static void config_free(config_t *c)
@@ -1358,6 +1606,9 @@ static void config_free(config_t *c)
         free(p->pricing);
     }
     free(c->access_log.path);
+    free(c->rollout.flag);
+    free(c->rollout.state_file);
+    free(c->rollout.audit_log);
     for (size_t i = 0; i < c->n_forward_headers; i++)
         free(c->forward_headers[i]);
     free(c->forward_headers);
@@ -1381,6 +1632,22 @@ static config_t *config_new_defaults(const char *name)
     c->limits.max_body_bytes = DEFAULT_MAX_BODY;
     c->limits.max_header_bytes = DEFAULT_MAX_HEADER;
     c->limits.client_stall_ms = 30000;
+    c->rollout = (config_rollout_t){
+        .mode = 0,
+        .n_stages = 3,
+        .stages_bp = {1000, 5000, 10000},
+        .stage_min_duration_ms = 24 * 3600000LL,
+        .check_interval_ms = 60000,
+        .max_stage_duration_ms = 72 * 3600000LL,
+        .min_requests = 500,
+        .failure_threshold = 3,
+        .error_rate_increase = 0.01,
+        .confidence = 0.95,
+        .latency_p95_ratio = 1.25,
+        .ttft_p95_ratio = 1.25,
+        .cost_per_1k_tokens_ratio = 1.0,
+        .on_failure = 0,
+    };
     c->fallback = (config_fallback_t){
         .on = FAILURE_DEFAULT_ON,
         .retry_same_provider = 0,
@@ -1456,6 +1723,27 @@ static void finish(ld_t *ld, const node_t *root)
     if (c->fallback.eject_base_ms > c->fallback.eject_max_ms)
         err(ld, root, "fallback.eject.base_ms (%ld) is above fallback.eject.max_ms (%ld)",
             c->fallback.eject_base_ms, c->fallback.eject_max_ms);
+
+    if (c->rollout.present) {
+        config_rollout_t *r = &c->rollout;
+        if (r->flag == NULL && (r->flag = strdup(DEFAULT_FLAG)) == NULL)
+            err(ld, ld->rollout_node, "out of memory");
+        if (r->state_file == NULL && (r->state_file = strdup("var/rollout.state")) == NULL)
+            err(ld, ld->rollout_node, "out of memory");
+        if (r->audit_log == NULL && (r->audit_log = strdup("var/rollout-audit.jsonl")) == NULL)
+            err(ld, ld->rollout_node, "out of memory");
+        if (r->flag && strcmp(r->flag, DEFAULT_FLAG) != 0)
+            err(ld, ld->rollout_flag_node ? ld->rollout_flag_node : ld->rollout_node,
+                "rollout.flag must be `%s`, the flag that routes requests", DEFAULT_FLAG);
+        if (r->max_stage_duration_ms < r->stage_min_duration_ms)
+            err(ld, ld->rollout_node,
+                "rollout.max_stage_duration is shorter than rollout.stage_min_duration");
+        if (r->mode == 0 && ld->percentage_node)
+            warn(ld, ld->percentage_node,
+                 "flags.%s.percentage is ignored while rollout.mode is auto: the rollout "
+                 "controller owns the percentage (stages, state file)",
+                 DEFAULT_FLAG);
+    }
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1)

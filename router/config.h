@@ -68,6 +68,24 @@ typedef struct {
     long eject_base_ms, eject_max_ms;
 } config_fallback_t;
 
+#define CONFIG_MAX_STAGES 16
+
+/* rollout: the staged migration the controller runs (rollback/rollout.h). */
+typedef struct {
+    int present;  /* the file has a rollout block */
+    char *flag;   /* the flag whose percentage it owns */
+    int mode;     /* 0 auto, 1 manual, 2 rollback (rollout_mode_t) */
+    int n_stages;
+    uint32_t stages_bp[CONFIG_MAX_STAGES];
+    long long stage_min_duration_ms, check_interval_ms, max_stage_duration_ms;
+    long long min_requests;
+    long failure_threshold;
+    double error_rate_increase, confidence, latency_p95_ratio, ttft_p95_ratio,
+        cost_per_1k_tokens_ratio;
+    int on_failure; /* 0 rollback, 1 step_down, 2 pause (rollout_on_failure_t) */
+    char *state_file, *audit_log;
+} config_rollout_t;
+
 typedef struct config {
     atomic_int refs;
     char *path;
@@ -87,6 +105,7 @@ typedef struct config {
     struct {
         char *path; /* "-" = stdout, NULL = off */
     } access_log;
+    config_rollout_t rollout;
     config_provider_t providers[CONFIG_N_ROLES];
     char **forward_headers; /* extra client headers passed upstream (lower-cased) */
     size_t n_forward_headers;
