@@ -72,8 +72,8 @@ int report_parse_time(const char *s, int64_t *us)
     size_t i = 0;
     int y, mo, d, h = 0, mi = 0, sec = 0, oh = 0, om = 0, sign = 0;
     int64_t frac_us = 0;
-    if (take_digits(s, &i, 4, &y) || s[i++] != '-' || take_digits(s, &i, 2, &mo) ||
-        s[i++] != '-' || take_digits(s, &i, 2, &d))
+    if (take_digits(s, &i, 4, &y) || s[i++] != '-' || take_digits(s, &i, 2, &mo) || s[i++] != '-' ||
+        take_digits(s, &i, 2, &d))
         return -1;
     if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && is_leap(y)))
         return -1;
@@ -623,13 +623,14 @@ static int lp_get(lp_t *lp, const char *key, char want, int required, int nullab
                            : cJSON_IsBool(it);
     if (!ok)
         return lp_fail(lp, "`%s` is not a %s", key,
-                       want == 's' ? "string" : want == 'n' ? "number" : "boolean");
+                       want == 's'   ? "string"
+                       : want == 'n' ? "number"
+                                     : "boolean");
     *item = it;
     return 0;
 }
 
-static int lp_nonneg(lp_t *lp, const char *key, int required, int nullable, int *has,
-                     double *out)
+static int lp_nonneg(lp_t *lp, const char *key, int required, int nullable, int *has, double *out)
 {
     const cJSON *it;
     if (lp_get(lp, key, 'n', required, nullable, &it) != 0)
@@ -689,8 +690,7 @@ static int parse_record(lp_t *lp, report_record_t *r)
         return lp_fail(lp, "`flag_percentage` is outside 0..100");
     if (lp_get(lp, "status", 'n', 1, 0, &it) != 0)
         return -1;
-    if (it->valuedouble != floor(it->valuedouble) || it->valuedouble < 0 ||
-        it->valuedouble > 999)
+    if (it->valuedouble != floor(it->valuedouble) || it->valuedouble < 0 || it->valuedouble > 999)
         return lp_fail(lp, "`status` is not an HTTP status");
     r->status = (int)it->valuedouble;
     if (lp_nonneg(lp, "latency_ms", 1, 0, NULL, &r->latency_ms) != 0 ||
@@ -711,8 +711,7 @@ static int parse_record(lp_t *lp, report_record_t *r)
     return 0;
 }
 
-int report_agg_add_line(report_agg_t *a, const char *line, size_t len, char *why,
-                        size_t why_cap)
+int report_agg_add_line(report_agg_t *a, const char *line, size_t len, char *why, size_t why_cap)
 {
     if (why != NULL && why_cap > 0)
         why[0] = '\0';
@@ -822,11 +821,13 @@ static const report_price_t *find_price(const report_agg_t *a, int role, const c
     return NULL;
 }
 
-/* USD for a token mix at a price (USD per million tokens). */
+/* USD for a token mix at a price (USD per million tokens): the formula of
+ * docs/ACCESS_LOG.md and pricing_cost (cached tokens are part of the input ones). */
 static double cost_at(const report_price_t *p, double in, double cached, double out)
 {
-    double fresh = in > cached ? in - cached : 0;
-    return (fresh * p->input + cached * p->cached_input + out * p->output) / 1e6;
+    if (cached > in)
+        cached = in;
+    return ((in - cached) * p->input + cached * p->cached_input + out * p->output) / 1e6;
 }
 
 static size_t find_model(const report_agg_t *a, const char *name)
@@ -935,10 +936,10 @@ report_t *report_agg_finish(report_agg_t *a)
     r->lines.malformed = a->malformed;
     r->lines.filtered = a->filtered;
     r->totals = acc_counts(&a->totals);
-    for (int i = 0; i < 2; i++)
-        if (a->names[i] != NULL && (i == 0 ? (r->original_name = strdup(a->names[i])) == NULL
-                                           : (r->new_name = strdup(a->names[i])) == NULL))
-            goto fail;
+    if ((a->names[REPORT_ORIGINAL] != NULL &&
+         (r->original_name = strdup(a->names[REPORT_ORIGINAL])) == NULL) ||
+        (a->names[REPORT_NEW] != NULL && (r->new_name = strdup(a->names[REPORT_NEW])) == NULL))
+        goto fail;
 
     r->groups = calloc(a->n_groups ? a->n_groups : 1, sizeof *r->groups);
     if (r->groups == NULL)

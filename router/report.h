@@ -140,9 +140,9 @@ typedef struct {
 } report_migration_t;
 
 typedef struct report {
-    int64_t since, until;       /* the filter, or REPORT_TIME_NONE */
-    int64_t first_ts, last_ts;  /* REPORT_TIME_NONE when no record was used */
-    double duration_s;          /* (last_ts - first_ts) in seconds, 0 without records */
+    int64_t since, until;      /* the filter, or REPORT_TIME_NONE */
+    int64_t first_ts, last_ts; /* REPORT_TIME_NONE when no record was used */
+    double duration_s;         /* (last_ts - first_ts) in seconds, 0 without records */
     struct {
         uint64_t read;      /* non-blank lines */
         uint64_t used;      /* in the window */
@@ -171,8 +171,7 @@ enum { REPORT_ERR_MALFORMED = -1, REPORT_ERR_NOMEM = -2 };
  * "\n" / "\r\n" is ignored). Returns REPORT_LINE_USED, _FILTERED or _BLANK;
  * REPORT_ERR_MALFORMED with a reason in why (why_cap bytes, may be 0);
  * REPORT_ERR_NOMEM. Counts the line in lines.*. */
-int report_agg_add_line(report_agg_t *a, const char *line, size_t len, char *why,
-                        size_t why_cap);
+int report_agg_add_line(report_agg_t *a, const char *line, size_t len, char *why, size_t why_cap);
 
 /* A parsed record: REPORT_LINE_USED / _FILTERED, REPORT_ERR_NOMEM. Not counted in
  * lines.read (the caller owns what a line is). */

@@ -389,7 +389,60 @@ static void test_unknown_key_hint(void **state)
                 F ":6:10: unknown key `body` in limits (expected `max_body_bytes`, "
                   "`max_header_bytes`, `client_stall_ms`)");
     /* blocks that later issues add are unknown today */
-    expect_error(PROVIDERS "rollout: {}\n", "unknown top-level key `rollout`");
+    expect_error(PROVIDERS "clients: []\n", "unknown top-level key `clients`");
+}
+
+static void test_rollout_block(void **state)
+{
+    (void)state;
+    config_t *c = expect_ok(PROVIDERS);
+    assert_false(c->rollout.present);
+    config_unref(c);
+    c = expect_ok(PROVIDERS "rollout: {}\n");
+    assert_true(c->rollout.present);
+    assert_string_equal(c->rollout.flag, "use_new_provider");
+    assert_int_equal(c->rollout.n_stages, 3);
+    assert_int_equal(c->rollout.stages_bp[1], 5000);
+    assert_int_equal(c->rollout.stage_min_duration_ms, 24LL * 3600000);
+    assert_int_equal(c->rollout.check_interval_ms, 60000);
+    assert_int_equal(c->rollout.min_requests, 500);
+    assert_string_equal(c->rollout.state_file, "var/rollout.state");
+    config_unref(c);
+    c = expect_ok(PROVIDERS "rollout:\n  mode: manual\n  stages: [1, 12.5, 100]\n"
+                            "  stage_min_duration: 90m\n  check_interval: 500ms\n"
+                            "  max_stage_duration: 2h\n  min_requests: 20\n"
+                            "  failure_threshold: 2\n  on_failure: step_down\n"
+                            "  gates: { error_rate_increase: 0.02, confidence: 0.99, "
+                            "latency_p95_ratio: 1.5, ttft_p95_ratio: 2, "
+                            "cost_per_1k_tokens_ratio: 0.5 }\n"
+                            "  state_file: /tmp/x.state\n  audit_log: /tmp/x.jsonl\n");
+    assert_int_equal(c->rollout.mode, 1);
+    assert_int_equal(c->rollout.stages_bp[1], 1250);
+    assert_int_equal(c->rollout.stage_min_duration_ms, 90LL * 60000);
+    assert_int_equal(c->rollout.check_interval_ms, 500);
+    assert_int_equal(c->rollout.on_failure, 1);
+    assert_true(c->rollout.confidence > 0.989 && c->rollout.confidence < 0.991);
+    assert_true(c->rollout.ttft_p95_ratio == 2.0);
+    config_unref(c);
+    expect_line(PROVIDERS "rollout:\n  mode: automatic\n",
+                F ":7:9: rollout.mode must be one of `auto`, `manual`, `rollback`, got `automatic`");
+    expect_line(PROVIDERS "rollout:\n  stages: [10, 5]\n",
+                F ":7:16: rollout.stages[1]: stages must increase, got 5 after 10");
+    expect_error(PROVIDERS "rollout:\n  stage_min_duration: 24\n",
+                 "must be a duration such as 30s, 15m or 24h");
+    expect_error(PROVIDERS "rollout:\n  stages: [0, 50]\n", "must be a percentage above 0");
+    expect_error(PROVIDERS "rollout:\n  gates: { confidence: 1.5 }\n",
+                 "rollout.gates.confidence must be from 0.5 to 0.9999");
+    expect_error(PROVIDERS "rollout:\n  on_failure: explode\n", "rollout.on_failure must be one of");
+    expect_error(PROVIDERS "rollout:\n  flag: other\n", "rollout.flag must be `use_new_provider`");
+    expect_error(PROVIDERS "rollout:\n  stage_min_duration: 5h\n  max_stage_duration: 1h\n",
+                 "max_stage_duration is shorter than rollout.stage_min_duration");
+    expect_error(PROVIDERS "rollout:\n  gatez: {}\n", "did you mean `gates`?");
+    /* auto mode: the file's percentage is ignored, and check says so */
+    c = expect_ok(PROVIDERS "flags:\n  use_new_provider: { percentage: 30 }\nrollout: {}\n");
+    assert_int_equal(errs.n_warnings, 1);
+    assert_non_null(strstr(errs.warnings[0], "is ignored while rollout.mode is auto"));
+    config_unref(c);
 }
 
 static void test_fallback_block(void **state)
@@ -835,6 +888,7 @@ int main(void)
         cmocka_unit_test_teardown(test_workers_warning, teardown),
         cmocka_unit_test_teardown(test_unknown_key_hint, teardown),
         cmocka_unit_test_teardown(test_fallback_block, teardown),
+        cmocka_unit_test_teardown(test_rollout_block, teardown),
         cmocka_unit_test_teardown(test_wrong_types, teardown),
         cmocka_unit_test_teardown(test_integers, teardown),
         cmocka_unit_test_teardown(test_percentage, teardown),
