@@ -20,6 +20,7 @@
 struct admin {
     struct evhttp *http;
     server_t *srv;
+    controller_t *ctl;
     int port;
 };
 
@@ -43,7 +44,8 @@ static char *body_copy(struct evhttp_request *req, size_t *len)
     return b;
 }
 
-static void handle_ofrep(struct evhttp_request *req, const config_t *cfg, const char *rest)
+static void handle_ofrep(admin_t *a, struct evhttp_request *req, const config_t *cfg,
+                         const char *rest)
 {
     size_t len;
     char *body = body_copy(req, &len);
@@ -53,17 +55,73 @@ static void handle_ofrep(struct evhttp_request *req, const config_t *cfg, const 
         http_reply_error(req, 500, "server_error", NULL, "out of memory");
         return;
     }
-    const flag_def_t *const *flags = (const flag_def_t *const *)cfg->flags;
+    /* The flags as requests see them now: the routing flag at its effective percentage. */
+    const flag_def_t *defs[64];
+    flag_def_t scratch;
+    size_t n_defs = cfg->n_flags < 64 ? cfg->n_flags : 64;
+    for (size_t i = 0; i < n_defs; i++)
+        defs[i] = strcmp(cfg->flags[i]->key, "use_new_provider") == 0
+                      ? server_routing_flag(a->srv, cfg->flags[i], &scratch)
+                      : cfg->flags[i];
+    const flag_def_t *const *flags = defs;
     if (*rest == '\0' || strcmp(rest, "/") == 0) {
-        status = ofrep_evaluate_bulk(flags, cfg->n_flags, body, len, &out);
+        status = ofrep_evaluate_bulk(flags, n_defs, body, len, &out);
     } else {
         char *key = evhttp_uridecode(rest + 1, 0, NULL);
-        status = key ? ofrep_evaluate_one(flags, cfg->n_flags, key, body, len, &out) : 500;
+        status = key ? ofrep_evaluate_one(flags, n_defs, key, body, len, &out) : 500;
         free(key);
     }
     free(body);
     http_reply_json(req, status, out ? out : "{\"errorCode\":\"GENERAL\"}");
     free(out);
+}
+
+static void reply_owned(struct evhttp_request *req, int status, char *json)
+{
+    http_reply_json(req, status, json ? json : "{\"error\":\"out of memory\"}");
+    free(json);
+}
+
+/* /admin/rollout, /admin/rollout/{action}, /admin/flags/{name}, /admin/reload */
+static void handle_admin(admin_t *a, struct evhttp_request *req, const char *rest,
+                         enum evhttp_cmd_type m)
+{
+    char *json = NULL;
+    if (!a->ctl) {
+        http_reply_error(req, 404, "invalid_request_error", "unknown_url", "Unknown admin endpoint.");
+        return;
+    }
+    if (strcmp(rest, "rollout") == 0 && m == EVHTTP_REQ_GET) {
+        reply_owned(req, 200, controller_status_json(a->ctl));
+    } else if (strncmp(rest, "rollout/", 8) == 0 && m == EVHTTP_REQ_POST) {
+        int status = controller_action(a->ctl, rest + 8, "admin", &json);
+        reply_owned(req, status, json);
+    } else if (strncmp(rest, "flags/", 6) == 0 && m == EVHTTP_REQ_PUT) {
+        size_t len;
+        char *body = body_copy(req, &len);
+        char *name = evhttp_uridecode(rest + 6, 0, NULL);
+        int status = body && name ? controller_set_percentage(a->ctl, name, body, len, "admin",
+                                                              &json)
+                                  : 500;
+        free(body);
+        free(name);
+        reply_owned(req, status, json);
+    } else if (strcmp(rest, "reload") == 0 && m == EVHTTP_REQ_POST) {
+        char *errors = NULL;
+        if (controller_reload(a->ctl, "admin", &errors) == 0) {
+            http_reply_json(req, 200, "{\"reloaded\":true}");
+        } else {
+            size_t n = (errors ? strlen(errors) : 2) + 64;
+            char *out = malloc(n);
+            if (out)
+                snprintf(out, n, "{\"reloaded\":false,\"errors\":%s}", errors ? errors : "[]");
+            reply_owned(req, 400, out);
+        }
+        free(errors);
+    } else {
+        http_reply_error(req, 404, "invalid_request_error", "unknown_url",
+                         "Unknown admin endpoint or method.");
+    }
 }
 
 static void handle(struct evhttp_request *req, void *arg)
@@ -87,6 +145,8 @@ static void handle(struct evhttp_request *req, void *arg)
         else
             http_reply_error(req, 405, "invalid_request_error", "method_not_allowed",
                              "Only GET is allowed on /healthz.");
+    } else if (strncmp(path, "/admin/", 7) == 0) {
+        handle_admin(a, req, path + 7, m);
     } else if (strcmp(path, "/metrics") == 0) {
         if (m != EVHTTP_REQ_GET) {
             http_reply_error(req, 405, "invalid_request_error", "method_not_allowed",
@@ -112,7 +172,7 @@ static void handle(struct evhttp_request *req, void *arg)
             http_reply_error(req, 405, "invalid_request_error", "method_not_allowed",
                              "OFREP evaluation takes POST.");
         else
-            handle_ofrep(req, cfg, path + strlen(OFREP_PREFIX));
+            handle_ofrep(a, req, cfg, path + strlen(OFREP_PREFIX));
     } else {
         http_reply_error(req, 404, "invalid_request_error", "unknown_url",
                          "Unknown admin endpoint.");
@@ -120,12 +180,14 @@ static void handle(struct evhttp_request *req, void *arg)
     config_unref(cfg);
 }
 
-admin_t *admin_start(struct event_base *base, server_t *srv, const config_t *cfg)
+admin_t *admin_start(struct event_base *base, server_t *srv, controller_t *ctl,
+                     const config_t *cfg)
 {
     admin_t *a = calloc(1, sizeof(*a));
     if (!a)
         return NULL;
     a->srv = srv;
+    a->ctl = ctl;
     a->http = evhttp_new(base);
     if (!a->http) {
         free(a);

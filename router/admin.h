@@ -12,11 +12,14 @@
 
 #include <event2/event.h>
 
+#include "controller.h"
 #include "server.h"
 
 typedef struct admin admin_t;
 
-admin_t *admin_start(struct event_base *base, server_t *srv, const config_t *cfg);
+/* ctl may be NULL (no rollout endpoints). */
+admin_t *admin_start(struct event_base *base, server_t *srv, controller_t *ctl,
+                     const config_t *cfg);
 int admin_port(const admin_t *a); /* the port actually bound */
 void admin_free(admin_t *a);
 

@@ -17,8 +17,10 @@
 #include <event2/thread.h>
 
 #include "admin.h"
+#include "controller.h"
 #include "config.h"
 #include "log.h"
+#include "report.h"
 #include "server.h"
 
 #define DEFAULT_CONFIG "configs/switchyard.yaml"
@@ -29,6 +31,8 @@ static void usage(FILE *to)
 {
     fprintf(to, "usage: switchyard [-c FILE]           run the router (default %s)\n"
                 "       switchyard check [-c FILE]     validate a config file\n"
+                "       switchyard report [-c FILE] [--since T] [--until T]\n"
+                "                         [--format table|markdown|json|csv] LOG...\n"
                 "       switchyard --version\n",
             DEFAULT_CONFIG);
 }
@@ -75,6 +79,13 @@ static void on_reopen_signal(evutil_socket_t sig, short what, void *arg)
         log_info("event=access_log_reopened path=%s", srv->alog->path ? srv->alog->path : "-");
 }
 
+static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    controller_reload(arg, "sighup", NULL);
+}
+
 static int cmd_run(const char *path)
 {
     config_t *cfg = load_or_report(path);
@@ -88,8 +99,10 @@ static int cmd_run(const char *path)
         config_unref(cfg);
         return 1;
     }
-    admin_t *admin = admin_start(base, srv, cfg);
+    controller_t *ctl = controller_new(base, srv, path);
+    admin_t *admin = ctl ? admin_start(base, srv, ctl, cfg) : NULL;
     if (!admin) {
+        controller_free(ctl);
         server_stop(srv, 0);
         event_base_free(base);
         config_unref(cfg);
@@ -98,6 +111,8 @@ static int cmd_run(const char *path)
     struct event *sigint = evsignal_new(base, SIGINT, on_stop_signal, base);
     struct event *sigterm = evsignal_new(base, SIGTERM, on_stop_signal, base);
     struct event *sigusr1 = evsignal_new(base, SIGUSR1, on_reopen_signal, srv);
+    struct event *sighup = evsignal_new(base, SIGHUP, on_reload_signal, ctl);
+    event_add(sighup, NULL);
     event_add(sigint, NULL);
     event_add(sigterm, NULL);
     event_add(sigusr1, NULL);
@@ -110,10 +125,12 @@ static int cmd_run(const char *path)
     event_base_dispatch(base);
 
     admin_free(admin);
+    controller_free(ctl);
     server_stop(srv, DRAIN_MS);
     event_free(sigint);
     event_free(sigterm);
     event_free(sigusr1);
+    event_free(sighup);
     event_base_free(base);
     log_info("event=stopped");
     return 0;
@@ -123,6 +140,10 @@ int main(int argc, char **argv)
 {
     const char *path = DEFAULT_CONFIG;
     int check = 0;
+    if (argc > 1 && strcmp(argv[1], "report") == 0) {
+        setlocale(LC_ALL, "C");
+        return report_main(argc - 1, argv + 1);
+    }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "check") == 0 && i == 1) {
             check = 1;

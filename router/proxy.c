@@ -923,7 +923,9 @@ static void write_access_line(proxy_req_t *p, const char *path, int provider, do
     size_t cap = LINE_MAX_BYTES, n = 0;
     char ts[40];
     format_ts(&p->t_wall, ts, sizeof(ts));
-    const flag_def_t *def = config_flag(p->cfg, ROUTING_FLAG);
+    flag_def_t scratch;
+    const flag_def_t *def =
+        server_routing_flag(w->srv, config_flag(p->cfg, ROUTING_FLAG), &scratch);
     double pct = def ? (def->disabled ? 0 : def->percentage_bp / 100.0) : 0;
 #define ADD(...)                                                                                   \
     do {                                                                                           \
@@ -984,6 +986,41 @@ static void write_access_line(proxy_req_t *p, const char *path, int provider, do
 #undef ADD
 #undef ADDS
     accesslog_commit(&w->alog, n);
+}
+
+/* The rollout controller compares providers, not what fallback made of them: a
+ * variant's request fails when its own provider failed it (first attempt, or the
+ * provider was ejected), whatever the client finally got. */
+static void record_window(proxy_req_t *p, int served, int provider, double latency_ms,
+                          double first_token_s, double cost)
+{
+    if (p->client_gone || p->n_attempts == 0)
+        return; /* no verdict on the provider */
+    worker_t *w = p->w;
+    unsigned epoch = atomic_load_explicit(&w->srv->window_epoch, memory_order_acquire);
+    if (epoch != w->window_epoch) {
+        window_init(&w->window, atomic_load(&w->srv->window_since_ms));
+        w->window_epoch = epoch;
+    }
+    int variant = p->decision.variant == FLAG_VARIANT_NEW ? WINDOW_NEW : WINDOW_ORIGINAL;
+    int own = variant == WINDOW_NEW ? CONFIG_ROLE_NEW : CONFIG_ROLE_ORIGINAL;
+    fail_class_t first = p->attempts[0].cls;
+    int provider_fault = first != FAIL_NONE && first != FAIL_UPSTREAM_4XX &&
+                         first != FAIL_CLIENT_CLOSED;
+    int error = (p->attempts[0].role == own && provider_fault) ||
+                (p->fallback_class == FAIL_N_CLASSES && p->fallback_why) || p->truncated ||
+                p->client_status >= 500;
+    window_sample_t s = {
+        .latency_ms = served && provider == own ? latency_ms : -1,
+        .ttft_ms = served && provider == own && first_token_s >= 0 ? first_token_s * 1e3 : -1,
+        .error = error,
+        .tokens_in = served ? (uint64_t)p->usage.prompt : 0,
+        .tokens_out = served ? (uint64_t)p->usage.completion : 0,
+        .cost_usd = served && provider == own ? cost : -1,
+    };
+    if (s.latency_ms < 0 && !error)
+        return; /* served by the other provider without a fault of its own: not comparable */
+    window_record(&w->window, variant, &s);
 }
 
 static metrics_outcome_t outcome_of(const proxy_req_t *p)
@@ -1069,6 +1106,7 @@ static void account(proxy_req_t *p)
         .fallback_class = p->fallback_class,
     };
     metrics_record(p->w->metrics, &r);
+    record_window(p, served, provider, latency_ms, first_token, cost);
     if (!served) {
         /* Tokens and cost belong to the provider that billed them; nothing was served. */
         p->usage = (usage_t){0};
@@ -1462,7 +1500,9 @@ void proxy_handle(struct evhttp_request *req, void *arg)
         }
     }
 
-    const flag_def_t *def = config_flag(p->cfg, ROUTING_FLAG);
+    flag_def_t scratch;
+    const flag_def_t *def =
+        server_routing_flag(w->srv, config_flag(p->cfg, ROUTING_FLAG), &scratch);
     size_t key_len = 0;
     const char *key = def ? find_sticky(p, def, in, have_info ? &info : NULL, &key_len) : NULL;
     if (def)

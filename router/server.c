@@ -27,6 +27,55 @@ long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const flag_def_t *server_routing_flag(server_t *srv, const flag_def_t *def, flag_def_t *scratch)
+{
+    int bp = atomic_load_explicit(&srv->pct_override, memory_order_acquire);
+    if (bp < 0 || !def)
+        return def;
+    *scratch = *def;
+    scratch->percentage_bp = (uint32_t)bp;
+    return scratch;
+}
+
+static void on_snapshot(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_t *w = arg;
+    unsigned gen = atomic_load_explicit(&w->srv->snapshot_gen, memory_order_acquire);
+    w->snapshot = w->window;
+    atomic_store_explicit(&w->snapshot_done, gen, memory_order_release);
+}
+
+unsigned server_request_snapshots(server_t *srv)
+{
+    unsigned gen = atomic_fetch_add(&srv->snapshot_gen, 1) + 1;
+    for (int i = 0; i < srv->n_workers; i++)
+        event_active(srv->workers[i].snapshot_ev, EV_TIMEOUT, 0);
+    return gen;
+}
+
+int server_snapshots_ready(server_t *srv, unsigned gen)
+{
+    for (int i = 0; i < srv->n_workers; i++)
+        if (atomic_load_explicit(&srv->workers[i].snapshot_done, memory_order_acquire) != gen)
+            return 0;
+    return 1;
+}
+
+void server_restart_windows(server_t *srv, long long since_ms)
+{
+    atomic_store(&srv->window_since_ms, since_ms);
+    atomic_fetch_add_explicit(&srv->window_epoch, 1, memory_order_release);
+}
+
 /* ---- config snapshot ------------------------------------------------------------- */
 
 void server_set_config(server_t *srv, config_t *cfg)
@@ -193,6 +242,8 @@ static void worker_free(worker_t *w)
         event_free(w->drain_timer);
     if (w->flush_timer)
         event_free(w->flush_timer);
+    if (w->snapshot_ev)
+        event_free(w->snapshot_ev);
     accesslog_buf_free(&w->alog);
     metrics_shard_free(w->metrics);
     if (w->base)
@@ -218,7 +269,10 @@ static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
     w->wake = event_new(w->base, -1, 0, on_wake, w);
     w->drain_timer = evtimer_new(w->base, on_drain_deadline, w);
     w->metrics = metrics_shard_new();
-    if (!w->up || !w->http || !w->wake || !w->drain_timer || !w->metrics ||
+    w->snapshot_ev = event_new(w->base, -1, 0, on_snapshot, w);
+    window_init(&w->window, atomic_load(&srv->window_since_ms));
+    w->window_epoch = atomic_load(&srv->window_epoch);
+    if (!w->snapshot_ev || !w->up || !w->http || !w->wake || !w->drain_timer || !w->metrics ||
         accesslog_buf_init(&w->alog, srv->alog) < 0)
         return -1;
     if (srv->alog) {
@@ -268,6 +322,8 @@ server_t *server_start(config_t *cfg)
         return NULL;
     pthread_mutex_init(&srv->cfg_lock, NULL);
     srv->cfg = config_ref(cfg);
+    atomic_store(&srv->pct_override, -1);
+    atomic_store(&srv->window_since_ms, wall_ms());
     srv->n_workers = cfg->workers > 0 ? cfg->workers : 1;
     if (cfg->access_log.path) {
         srv->alog = accesslog_open(cfg->access_log.path);

@@ -27,6 +27,7 @@
 #include "config.h"
 #include "health.h"
 #include "metrics.h"
+#include "window.h"
 #include "upstream.h"
 
 typedef struct server server_t;
@@ -52,6 +53,12 @@ typedef struct worker {
     metrics_shard_t *metrics;
     accesslog_buf_t alog;
     struct event *flush_timer;
+    /* the rollout controller's view of this worker's traffic */
+    window_t window;
+    unsigned window_epoch;
+    window_t snapshot;           /* copied on request, read by the controller */
+    atomic_uint snapshot_done;   /* generation of the last copy (release) */
+    struct event *snapshot_ev;
 } worker_t;
 
 struct server {
@@ -65,7 +72,26 @@ struct server {
     int drain_ms;
     health_t health[CONFIG_N_ROLES]; /* outlier ejection per provider role */
     accesslog_t *alog;               /* NULL when access_log is off */
+    /* Set by the rollout controller / admin; read by every request. */
+    atomic_int pct_override;      /* routing flag's percentage in bp, -1 = the config's */
+    atomic_uint window_epoch;     /* bumped when a stage starts: workers restart windows */
+    atomic_llong window_since_ms; /* wall-clock ms the current windows measure from */
+    atomic_uint snapshot_gen;
 };
+
+/* Wall-clock milliseconds (persisted timestamps, window starts). */
+long long wall_ms(void);
+
+/* The routing flag as requests see it now: def itself, or *scratch (a shallow copy)
+ * with the controller's or an admin's percentage. */
+const flag_def_t *server_routing_flag(server_t *srv, const flag_def_t *def, flag_def_t *scratch);
+
+/* Asks every worker for a copy of its window (any thread); ready when all answered. */
+unsigned server_request_snapshots(server_t *srv);
+int server_snapshots_ready(server_t *srv, unsigned gen);
+
+/* Restarts every worker's window from now (their next request sees it). */
+void server_restart_windows(server_t *srv, long long since_ms);
 
 /* /metrics text of all workers' shards (admin thread); malloc'd. */
 char *server_metrics_text(server_t *srv);

@@ -1,0 +1,45 @@
+/*
+ * controller — the rollout driver and hot reload, on the main thread's loop.
+ *
+ * It owns the rollout state (rollback/rollout.h: the pure state machine), ticks
+ * it every check_interval with the windows of all workers, publishes the
+ * effective percentage (server_t.pct_override, read by every request), persists
+ * the state (write, fsync, rename) and appends one audit line per transition or
+ * manual action. It also reloads the config file on SIGHUP, POST /admin/reload
+ * and any save of the file (inotify on its folder, so both in-place rewrites and
+ * rename-replaces are seen): the whole file is validated and swapped atomically,
+ * or rejected with every FILE:LINE:COL error while the running config stays.
+ *
+ * Errors: controller_new returns NULL only on allocation failure; an unreadable
+ * or corrupt state file is not fatal (0% new, refuses to promote until reset).
+ * Functions returning JSON return malloc'd text the caller frees.
+ */
+#ifndef SWITCHYARD_CONTROLLER_H
+#define SWITCHYARD_CONTROLLER_H
+
+#include <event2/event.h>
+
+#include "server.h"
+
+typedef struct controller controller_t;
+
+controller_t *controller_new(struct event_base *base, server_t *srv, const char *config_path);
+void controller_free(controller_t *c);
+
+/* Reloads the config file. Returns 0, or -1 with the errors as a JSON array in *errors_json
+ * (FILE:LINE:COL lines). who: "sighup", "admin", "watch". */
+int controller_reload(controller_t *c, const char *who, char **errors_json);
+
+/* GET /admin/rollout */
+char *controller_status_json(controller_t *c);
+
+/* POST /admin/rollout/{promote|rollback|pause|resume|reset}. Returns the HTTP status and
+ * a JSON body: 200 with the new status, 409 when refused (with the reason), 404 for an
+ * unknown action or when no rollout is configured. */
+int controller_action(controller_t *c, const char *action, const char *who, char **json);
+
+/* PUT /admin/flags/{name} {"percentage": p}. Same return convention. */
+int controller_set_percentage(controller_t *c, const char *flag, const char *body, size_t len,
+                              const char *who, char **json);
+
+#endif

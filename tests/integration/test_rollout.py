@@ -1,0 +1,401 @@
+"""The rollout controller end to end: stages, gates against a concurrent baseline,
+persisted state, admin calls, hot reload and instant rollback."""
+import http.client
+import json
+import os
+import signal
+import threading
+import time
+
+from harness import Router, Sim, TestFailure, check, eq, router_config, tmp_path
+
+
+def rollout_block(state, audit, stages="[10, 50, 100]", min_duration="1s", interval="200ms",
+                  min_requests=30, max_duration="1h", threshold=2, mode="auto",
+                  on_failure="rollback", latency_ratio="1.25"):
+    return f"""
+rollout:
+  mode: {mode}
+  stages: {stages}
+  stage_min_duration: {min_duration}
+  min_requests: {min_requests}
+  check_interval: {interval}
+  max_stage_duration: {max_duration}
+  failure_threshold: {threshold}
+  gates: {{ error_rate_increase: 0.01, confidence: 0.95, latency_p95_ratio: {latency_ratio},
+           ttft_p95_ratio: 1.25, cost_per_1k_tokens_ratio: 1.0 }}
+  on_failure: {on_failure}
+  state_file: "{state}"
+  audit_log: "{audit}"
+"""
+
+
+class Traffic:
+    """Steady traffic from many sticky users until stopped; records every answer."""
+
+    def __init__(self, router, rps=200, threads=8, stream_every=3):
+        self.router = router
+        self.rps = rps
+        self.threads = threads
+        self.stream_every = stream_every
+        self.stop_flag = threading.Event()
+        self.results = []  # (t_sent, status, variant, provider)
+        self.lock = threading.Lock()
+        self.workers = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(threads)]
+
+    def __enter__(self):
+        for t in self.workers:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
+        self.stop_flag.set()
+        for t in self.workers:
+            t.join(timeout=30)
+
+    def _run(self, k):
+        conn = http.client.HTTPConnection("127.0.0.1", self.router.port, timeout=30)
+        period = self.threads / self.rps
+        i = 0
+        next_at = time.monotonic()
+        while not self.stop_flag.is_set():
+            i += 1
+            body = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}],
+                    "stream": i % self.stream_every == 0}
+            t0 = time.monotonic()
+            try:
+                conn.request("POST", "/v1/chat/completions", json.dumps(body),
+                             {"Content-Type": "application/json",
+                              "x-user-id": f"user-{k}-{i % 500}"})
+                resp = conn.getresponse()
+                data = resp.read()
+                status = resp.status
+                if body["stream"] and b"[DONE]" not in data:
+                    status = -1  # an incomplete stream is a failure too
+                rec = (t0, status, resp.getheader("x-switchyard-variant"),
+                       resp.getheader("x-switchyard-provider"))
+            except Exception:  # noqa: BLE001 - a failed request is recorded, not raised
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.router.port, timeout=30)
+                rec = (t0, 0, None, None)
+            with self.lock:
+                self.results.append(rec)
+            next_at += period
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_at = time.monotonic()
+
+
+def status_of(r):
+    status, _, body = r.admin("GET", "/admin/rollout")
+    eq(status, 200, "GET /admin/rollout")
+    return json.loads(body)
+
+
+def wait_for(r, pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    st = None
+    while time.monotonic() < deadline:
+        st = status_of(r)
+        if pred(st):
+            return st
+        time.sleep(0.1)
+    raise TestFailure(f"{what}: not within {timeout}s; last status {json.dumps(st)[:1500]}")
+
+
+def sims(new_args=(), original_args=()):
+    return Sim("original", *original_args), Sim("new", *new_args)
+
+
+def case_promotes_through_every_stage_when_healthy():
+    state, audit = tmp_path("promote.state"), tmp_path("promote-audit.jsonl")
+    o, n = sims()
+    r = None
+    try:
+        r = Router(router_config(o, n, percentage=10, extra=rollout_block(state, audit)))
+        st = status_of(r)
+        eq((st["phase"], st["stage"], st["percentage"]), ("progressing", 0, 10), "fresh rollout")
+        with Traffic(r, rps=400):
+            st = wait_for(r, lambda s: s["phase"] == "completed", 30, "promotion to completed")
+        eq(st["percentage"], 100, "completed at 100%")
+        lines = [json.loads(l) for l in open(audit)]
+        check(len(lines) >= 3, f"audit lines: {lines}")
+        pcts = [l.get("percent") for l in lines]
+        check(50 in pcts and 100 in pcts, f"audited stages {pcts}")
+        saved = json.load(open(state))
+        eq(saved.get("phase"), "completed", "persisted phase")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
+def case_rolls_back_when_new_fails_5_percent():
+    state, audit = tmp_path("rb.state"), tmp_path("rb-audit.jsonl")
+    o, n = sims(new_args=("--error-rate", "0.05", "--error-status", "503"))
+    r = None
+    try:
+        extra = rollout_block(state, audit, stages="[50, 100]", min_duration="60s",
+                              min_requests=300, threshold=2)
+        r = Router(router_config(o, n, percentage=50, extra=extra))
+        with Traffic(r, rps=250) as t:
+            st = wait_for(r, lambda s: s["phase"] == "rolled_back", 40, "automatic rollback")
+            time.sleep(0.5)
+        eq(st["percentage"], 0, "rolled back to 0%")
+        check("error" in st["reason"].lower() or "fail" in st["reason"].lower(),
+              f"reason names the failure: {st['reason']}")
+        gates = st["last_check"]["gates"]
+        eq(gates["error_rate"]["verdict"], "FAIL", "error-rate gate")
+        failed = [x for x in t.results if x[1] != 200]
+        eq(len(failed), 0, "no client request failed (fallback covered the 5%)")
+        line = [json.loads(l) for l in open(audit)][-1]
+        eq(line.get("phase"), "rolled_back", "audit line of the rollback")
+        for k in ("time", "who", "from_percent", "percent", "from_stage", "stage", "reason"):
+            check(k in line, f"audit line lacks {k}: {line}")
+        check("gates" in json.dumps(line), "the audit line carries the gate statistics")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
+def case_too_few_requests_is_inconclusive():
+    state, audit = tmp_path("few.state"), tmp_path("few-audit.jsonl")
+    o, n = sims(new_args=("--error-rate", "0.5"))
+    r = None
+    try:
+        extra = rollout_block(state, audit, min_duration="200ms", min_requests=5000, threshold=1)
+        r = Router(router_config(o, n, percentage=10, extra=extra))
+        with Traffic(r, rps=40, threads=2):
+            time.sleep(3)
+        st = status_of(r)
+        eq((st["phase"], st["stage"]), ("progressing", 0), "neither promoted nor rolled back")
+        eq(st["last_check"]["overall"], "INCONCLUSIVE", "verdict with too few requests")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
+def case_twice_as_slow_blocks_promotion():
+    state, audit = tmp_path("slow.state"), tmp_path("slow-audit.jsonl")
+    o, n = sims(new_args=("--latency-ms", "40"), original_args=("--latency-ms", "20"))
+    r = None
+    try:
+        extra = rollout_block(state, audit, stages="[50, 100]", min_duration="200ms",
+                              min_requests=100, threshold=1000)
+        r = Router(router_config(o, n, percentage=50, extra=extra))
+        with Traffic(r, rps=200, threads=12):
+            st = wait_for(r, lambda s: s["last_check"] and
+                          s["last_check"]["gates"]["latency"]["verdict"] == "FAIL", 20,
+                          "latency gate failing")
+            time.sleep(1)
+            st = status_of(r)
+        eq(st["stage"], 0, "not promoted while twice as slow")
+        ratio = st["last_check"]["gates"]["latency"]["p95_ratio"]
+        check(1.6 < ratio < 2.6, f"p95 ratio {ratio}")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
+def case_kill_9_resumes_the_same_stage_and_phase():
+    state, audit = tmp_path("k9.state"), tmp_path("k9-audit.jsonl")
+    o, n = sims()
+    r = None
+    try:
+        extra = rollout_block(state, audit, stages="[50, 100]", min_duration="500ms",
+                              min_requests=20)
+        cfg = router_config(o, n, percentage=50, extra=extra)
+        r = Router(cfg)
+        with Traffic(r, rps=200):
+            wait_for(r, lambda s: s["stage"] >= 1, 20, "promotion to the second stage")
+        code, _, _ = r.admin("POST", "/admin/rollout/pause")
+        eq(code, 200, "pause")
+        before = status_of(r)
+        r.proc.kill()  # SIGKILL: no chance to save anything on the way out
+        r.proc.wait()
+        r.stopped = True
+        r.err_file.close()
+        r = Router(cfg, name="router-restarted")
+        after = status_of(r)
+        eq((after["phase"], after["stage"], after["percentage"]),
+           (before["phase"], before["stage"], before["percentage"]), "resumed state")
+        check("resumed" in after["state"], f"state note: {after['state']}")
+        # rolled back survives a restart too, until an operator resumes
+        code, _, _ = r.admin("POST", "/admin/rollout/rollback")
+        eq(code, 200, "rollback")
+        r.proc.kill()
+        r.proc.wait()
+        r.stopped = True
+        r.err_file.close()
+        r = Router(cfg, name="router-restarted-2")
+        eq(status_of(r)["phase"], "rolled_back", "rolled_back after restart")
+        code, _, _ = r.admin("POST", "/admin/rollout/resume")
+        eq(code, 200, "resume")
+        eq(status_of(r)["phase"], "progressing", "resumed by the operator")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
+def case_corrupt_state_file_starts_at_zero():
+    state, audit = tmp_path("corrupt.state"), tmp_path("corrupt-audit.jsonl")
+    with open(state, "w") as f:
+        f.write('{"version": 1, "phase": "progre')
+    o, n = sims()
+    r = None
+    try:
+        r = Router(router_config(o, n, percentage=10, extra=rollout_block(state, audit)))
+        st = status_of(r)
+        eq(st["percentage"], 0, "0% new with an unreadable state")
+        check(st["corrupt_state"], "the admin API says so")
+        check("event=rollout_state_corrupt" in r.stderr_text(), "the log says so")
+        for i in range(20):
+            _, h, _ = r.chat({"model": "gpt-4.1", "messages": []}, {"x-user-id": f"c{i}"})
+            eq(h["x-switchyard-variant"], "original", "every request on original")
+        code, _, body = r.admin("POST", "/admin/rollout/promote")
+        eq(code, 409, "promotion refused until reset")
+        code, _, _ = r.admin("POST", "/admin/rollout/reset")
+        eq(code, 200, "reset")
+        st = status_of(r)
+        eq((st["corrupt_state"], st["percentage"]), (False, 10), "fresh rollout after reset")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
+def _switch_point(results, t_change):
+    """Seconds from t_change to the last request routed to the new provider."""
+    last_new = max((t for t, s, v, p in results if p == "relay" and t >= t_change),
+                   default=t_change)
+    return last_new - t_change
+
+
+def _instant_rollback(how):
+    state, audit = tmp_path(f"inst-{how}.state"), tmp_path(f"inst-{how}-audit.jsonl")
+    o, n = sims()
+    r = None
+    try:
+        extra = rollout_block(state, audit, stages="[50, 100]", min_duration="1h",
+                              interval="1s")
+        cfg = router_config(o, n, percentage=50, extra=extra)
+        r = Router(cfg)
+        with Traffic(r, rps=200) as t:
+            time.sleep(1.5)
+            t_change = time.monotonic()
+            if how == "admin":
+                code, _, _ = r.admin("POST", "/admin/rollout/rollback")
+                eq(code, 200, "admin rollback")
+            elif how == "rewrite":
+                with open(r.config_path, "w") as f:  # in place, as `>` or an editor would
+                    f.write(cfg.replace("mode: auto", "mode: rollback"))
+            elif how == "rename":
+                tmp = r.config_path + ".new"
+                with open(tmp, "w") as f:
+                    f.write(cfg.replace("mode: auto", "mode: rollback"))
+                os.rename(tmp, r.config_path)  # replaced, as config management does
+            elif how == "percentage0":
+                with open(r.config_path, "w") as f:
+                    f.write(cfg.replace("percentage: 50", "percentage: 0"))
+            time.sleep(2.5)
+        res = t.results
+        before = [x for x in res if x[0] < t_change]
+        check(any(p == "relay" for _, _, _, p in before), "new served traffic before")
+        lag = _switch_point(res, t_change)
+        failed = [x for x in res if x[1] != 200]
+        rate = len(res) / (res[-1][0] - res[0][0])
+        print(f"  rollback by {how}: last request to new {lag * 1000:.0f} ms after the change, "
+              f"{len(res)} requests at {rate:.0f}/s, {len(failed)} failed")
+        check(lag < 1.0, f"requests still went to new {lag:.2f}s after the change ({how})")
+        eq(len(failed), 0, f"failed requests ({how})")
+        eq(status_of(r)["percentage"], 0, "0% after the rollback")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
+def case_instant_rollback_by_admin_call():
+    _instant_rollback("admin")
+
+
+def case_instant_rollback_by_rewriting_the_config():
+    _instant_rollback("rewrite")
+
+
+def case_instant_rollback_by_replacing_the_config():
+    _instant_rollback("rename")
+
+
+def case_instant_rollback_by_percentage_zero():
+    _instant_rollback("percentage0")
+
+
+def case_invalid_reload_is_rejected_and_running_config_stays():
+    o, n = sims()
+    r = None
+    try:
+        cfg = router_config(o, n, percentage=100)
+        r = Router(cfg)
+        with open(r.config_path, "w") as f:
+            f.write(cfg.replace("percentage: 100", "percentage: 1000").replace("workers:", "wrkers:"))
+        code, _, body = r.admin("POST", "/admin/reload")
+        eq(code, 400, "invalid reload")
+        doc = json.loads(body)
+        check(not doc["reloaded"] and len(doc["errors"]) >= 2, f"errors: {doc}")
+        check(all(e.startswith(r.config_path + ":") for e in doc["errors"]),
+              f"FILE:LINE:COL: {doc['errors']}")
+        check("event=reload_rejected" in r.stderr_text(), "rejection logged")
+        _, h, _ = r.chat({"model": "gpt-4.1", "messages": []}, {"x-user-id": "x"})
+        eq(h["x-switchyard-variant"], "new", "the running config stayed (100%)")
+        # SIGHUP with a valid file applies it
+        with open(r.config_path, "w") as f:
+            f.write(cfg.replace("percentage: 100", "percentage: 0"))
+        r.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            _, h, _ = r.chat({"model": "gpt-4.1", "messages": []}, {"x-user-id": "x"})
+            if h["x-switchyard-variant"] == "original":
+                break
+            time.sleep(0.05)
+        eq(h["x-switchyard-variant"], "original", "SIGHUP reload applied")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
+def case_manual_mode_and_percentage_api():
+    state, audit = tmp_path("manual.state"), tmp_path("manual-audit.jsonl")
+    o, n = sims()
+    r = None
+    try:
+        extra = rollout_block(state, audit, mode="manual")
+        r = Router(router_config(o, n, percentage=100, extra=extra))
+        _, h, _ = r.chat({"model": "gpt-4.1", "messages": []}, {"x-user-id": "m"})
+        eq(h["x-switchyard-variant"], "new", "manual: the file's percentage applies")
+        code, _, body = r.admin("PUT", "/admin/flags/use_new_provider", {"percentage": 0})
+        eq(code, 200, f"PUT percentage: {body}")
+        _, h, _ = r.chat({"model": "gpt-4.1", "messages": []}, {"x-user-id": "m"})
+        eq(h["x-switchyard-variant"], "original", "the very next request sees 0%")
+        code, _, _ = r.admin("PUT", "/admin/flags/use_new_provider", {"percentage": 101})
+        eq(code, 400, "out of range")
+        code, _, _ = r.admin("PUT", "/admin/flags/nope", {"percentage": 1})
+        eq(code, 404, "unknown flag")
+        status, _, body = r.admin("POST", "/ofrep/v1/evaluate/flags/use_new_provider",
+                                  {"context": {"targetingKey": "m"}})
+        eq(json.loads(body)["variant"], "original", "OFREP sees the effective percentage")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
