@@ -71,6 +71,8 @@ typedef struct {
     const node_t *rollout_node;
     const node_t *rollout_flag_node;
     const node_t *percentage_node; /* flags.<rollout flag>.percentage, when written */
+    int percentage_seen;           /* the flag being parsed has a `percentage` key */
+    const node_t *flag_missing_percentage; /* the routing flag's mapping, when it has none */
 } ld_t;
 
 /* ---- messages ---------------------------------------------------------- */
@@ -1065,6 +1067,7 @@ static int field_percentage(ld_t *ld, const node_t *val, const char *path, void 
     char b[SHOW_CAP];
     uint32_t bp;
     (void)arg;
+    ld->percentage_seen = 1;
     const char *s = want_number_text(ld, val, path);
     if (s == NULL)
         return -1;
@@ -1166,7 +1169,7 @@ static int field_match_list(ld_t *ld, const node_t *val, const char *path, void 
 
 /* clang-format off */
 static const field_t flag_fields[] = {
-    {"percentage", field_percentage, 0, 1, 0},
+    {"percentage", field_percentage, 0, 0, 0}, /* required unless a rollout owns it */
     {"sticky", field_sticky, 0, 0, 0},
     {"unkeyed", field_unkeyed, 0, 0, 0},
     {"allow", field_match_list, LIST_ALLOW, 0, 0},
@@ -1229,8 +1232,11 @@ static int field_flags(ld_t *ld, const node_t *val, const char *path, void *out,
         def->percentage_bp = 0;
         def->unkeyed = FLAG_UNKEYED_RANDOM;
         ld->sticky_seen = 0;
+        ld->percentage_seen = 0;
         parse_block(ld, val->kids[2 * i + 1], sub, flag_fields,
                     sizeof flag_fields / sizeof *flag_fields, def);
+        if (!ld->percentage_seen && strcmp(k->text, DEFAULT_FLAG) == 0)
+            ld->flag_missing_percentage = val->kids[2 * i + 1];
         if ((!ld->sticky_seen && def->n_sticky == 0 && add_default_sticky(def) != 0) ||
             push_flag(c, def) != 0) {
             oom(ld, k);
@@ -1724,6 +1730,12 @@ static void finish(ld_t *ld, const node_t *root)
         err(ld, root, "fallback.eject.base_ms (%ld) is above fallback.eject.max_ms (%ld)",
             c->fallback.eject_base_ms, c->fallback.eject_max_ms);
 
+    c->routing_percentage_set = ld->percentage_node != NULL;
+    if (!c->rollout.present && ld->flag_missing_percentage)
+        err(ld, ld->flag_missing_percentage,
+            "missing required key `percentage` in flags.%s (only a rollout block may leave it "
+            "out)",
+            DEFAULT_FLAG);
     if (c->rollout.present) {
         config_rollout_t *r = &c->rollout;
         if (r->flag == NULL && (r->flag = strdup(DEFAULT_FLAG)) == NULL)

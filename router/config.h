@@ -111,6 +111,7 @@ typedef struct config {
     size_t n_forward_headers;
     flag_def_t **flags;
     size_t n_flags;
+    int routing_percentage_set; /* flags.use_new_provider.percentage is written in the file */
 } config_t;
 
 typedef struct {

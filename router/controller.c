@@ -74,17 +74,18 @@ static void policy_from_config(rollout_policy_t *p, const config_rollout_t *r)
     p->on_failure = (rollout_on_failure_t)r->on_failure;
 }
 
+/* The routing flag's percentage as written in the file, or -1 when not written. */
 static int file_percentage(const config_t *cfg)
 {
     const flag_def_t *f = config_flag(cfg, "use_new_provider");
-    return f ? (int)f->percentage_bp : 0;
+    return f && cfg->routing_percentage_set ? (int)f->percentage_bp : -1;
 }
 
 /* What every request uses from now on. */
 static int effective_bp(const controller_t *c)
 {
     if (c->file_bp == 0)
-        return 0; /* `percentage: 0` in the file is a rollback, whatever else says */
+        return 0; /* `percentage: 0` written in the file is a rollback, whatever else says */
     if (!c->active)
         return c->manual_bp;
     if (c->pol.mode == ROLLOUT_MODE_ROLLBACK)
@@ -101,10 +102,11 @@ static void publish(controller_t *c)
 {
     int bp = effective_bp(c);
     int old = atomic_exchange_explicit(&c->srv->pct_override, bp, memory_order_release);
+    double file = c->file_bp < 0 ? 0 : c->file_bp / 100.0;
     if (old != bp)
         log_info("event=percentage_changed flag=use_new_provider from=%s%g to=%s%g",
-                 old < 0 ? "file:" : "", old < 0 ? c->file_bp / 100.0 : old / 100.0,
-                 bp < 0 ? "file:" : "", bp < 0 ? c->file_bp / 100.0 : bp / 100.0);
+                 old < 0 ? "file:" : "", old < 0 ? file : old / 100.0, bp < 0 ? "file:" : "",
+                 bp < 0 ? file : bp / 100.0);
 }
 
 /* ---- persistence ----------------------------------------------------------------- */
@@ -573,7 +575,7 @@ char *controller_status_json(controller_t *c)
     cJSON *o = cJSON_CreateObject();
     int bp = effective_bp(c);
     cJSON_AddBoolToObject(o, "enabled", c->active);
-    add_num(o, "percentage", (bp < 0 ? c->file_bp : bp) / 100.0);
+    add_num(o, "percentage", (bp < 0 ? (c->file_bp < 0 ? 0 : c->file_bp) : bp) / 100.0);
     if (c->active) {
         cJSON_AddStringToObject(o, "mode", mode_name(c->pol.mode));
         cJSON_AddStringToObject(o, "phase", rollout_phase_name(c->st.phase));
