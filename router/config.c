@@ -929,26 +929,13 @@ static int field_models(ld_t *ld, const node_t *val, const char *path, void *out
     return 0;
 }
 
+static int want_decimal(ld_t *ld, const node_t *n, const char *path, double min, double max,
+                        double *out);
+
 /* A price: a plain non-negative decimal (USD per million tokens). */
 static int want_price(ld_t *ld, const node_t *n, const char *path, double *out)
 {
-    char b[SHOW_CAP];
-    const char *s = want_number_text(ld, n, path);
-    if (s == NULL)
-        return -1;
-    size_t int_digits = strspn(s, "0123456789");
-    size_t frac = 0;
-    if (s[int_digits] == '.')
-        frac = strspn(s + int_digits + 1, "0123456789");
-    size_t used = int_digits + (s[int_digits] == '.' ? 1 + frac : 0);
-    if (int_digits == 0 || used != n->len || (s[int_digits] == '.' && frac == 0) ||
-        int_digits > 7) {
-        err(ld, n, "%s must be a price in USD per million tokens (e.g. 2.50), got `%s`", path,
-            show(n, b));
-        return -1;
-    }
-    *out = strtod(s, NULL);
-    return 0;
+    return want_decimal(ld, n, path, 0, 9999999, out);
 }
 
 static const char *const price_keys[] = {"input", "output", "cached_input"};

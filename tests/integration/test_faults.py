@@ -192,6 +192,20 @@ def case_total_timeout_mid_stream():
                          message="relay: timeout_total", max_s=3))
 
 
+def case_total_timeout_before_commit_is_not_retried_by_default():
+    slow = "    timeouts: { connect_ms: 500, first_byte_ms: 10000, idle_ms: 10000, total_ms: 600 }"
+    with Stack(extra=policy(), timeouts=slow) as s:
+        for stream in (False, True):
+            run_case(s, dict(name=f"total timeout before headers (stream={stream})",
+                             stream=stream, fault="new:delay_ms=3000", status=504,
+                             attempts="relay:timeout_total", shape="error",
+                             message_parts=["relay: timeout_total after"], max_s=2))
+    with Stack(extra=policy(on="[timeout_total]"), timeouts=slow) as s:
+        run_case(s, dict(name="total timeout listed: falls back", fault="new:delay_ms=3000",
+                         status=200, served_by="original", attempts="relay:timeout_total,openai:200",
+                         fallback="timeout_total", shape="completion", max_s=2))
+
+
 def case_connect_error_falls_back():
     with Stack(extra=policy(), new_url="http://127.0.0.1:9/v1") as s:
         for stream in (False, True):
@@ -224,9 +238,12 @@ def case_connect_timeout_falls_back():
     try:
         url = f"http://127.0.0.1:{ls.getsockname()[1]}/v1"
         with Stack(extra=policy(), new_url=url) as s:
-            run_case(s, dict(name="connect timeout", status=200, served_by="original",
-                             attempts="relay:timeout_connect,openai:200",
-                             fallback="timeout_connect", shape="completion", max_s=3))
+            for stream in (False, True):
+                run_case(s, dict(name=f"connect timeout (stream={stream})", stream=stream,
+                                 status=200, served_by="original",
+                                 attempts="relay:timeout_connect,openai:200",
+                                 fallback="timeout_connect",
+                                 shape="stream" if stream else "completion", max_s=3))
     finally:
         for f in fillers:
             f.close()
