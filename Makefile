@@ -107,6 +107,12 @@ run: deps build
 demo: deps build
 	@sh tools/demo.sh
 
+# Targets owned by their folders: make bench / bench-smoke (bench/bench.mk),
+# make fuzz / fuzz-smoke / check-valgrind (tests/fuzz/fuzz.mk, tests/valgrind.mk).
+-include bench/bench.mk
+-include tests/fuzz/fuzz.mk
+-include tests/valgrind.mk
+
 fmt:
 	clang-format -i router/*.[ch] flags/*.[ch] sim/*.[ch] tests/unit/*.c
 
