@@ -13,7 +13,7 @@ BUILD    ?= build
 SANITIZE ?= 0
 CC       ?= cc
 
-PKGS      := libevent libevent_pthreads libcurl libcjson yaml-0.1
+PKGS      := libevent libevent_pthreads libcurl libcjson yaml-0.1 libcrypto
 TEST_PKGS := cmocka
 
 CFLAGS_COMMON := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -g -I. -Irouter -Iflags -Irollback
@@ -30,7 +30,7 @@ TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
 TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
 CFLAGS  := $(CFLAGS_COMMON) $(PKG_CFLAGS) $(TEST_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  := $(PKG_LIBS) -lpthread -lm
+LDLIBS  := $(PKG_LIBS) -lwslay -lpthread -lm
 LDFLAGS := $(LDFLAGS_SAN) $(EXTRA_LDFLAGS)
 
 # Everything but main() goes into one static library, so unit tests link

@@ -14,6 +14,8 @@
 #include "config.h"
 #include "failure.h"
 
+#include <openssl/sha.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -69,6 +71,7 @@ typedef struct {
     const node_t *admin_listen_node;
     const node_t *workers_node;
     const node_t *rollout_node;
+    int client_has_key;
     const node_t *rollout_flag_node;
     const node_t *percentage_node; /* flags.<rollout flag>.percentage, when written */
     int percentage_seen;           /* the flag being parsed has a `percentage` key */
@@ -1557,6 +1560,232 @@ static int field_rollout(ld_t *ld, const node_t *val, const char *path, void *ou
                        out);
 }
 
+
+/* ---- clients, cors, realtime ----------------------------------------------------- */
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                                 : -1;
+}
+
+static int field_client_name(ld_t *ld, const node_t *val, const char *path, void *out,
+                             intptr_t arg)
+{
+    config_client_t *cl = out;
+    (void)arg;
+    const char *s = want_string(ld, val, path);
+    if (s == NULL)
+        return -1;
+    if (!is_name(s, val->len)) {
+        err(ld, val, "%s must be 1 to %d characters of A-Z a-z 0-9 . _ -", path, NAME_MAX_LEN);
+        return -1;
+    }
+    return replace_str(ld, val, &cl->name, s, val->len);
+}
+
+static int field_client_user(ld_t *ld, const node_t *val, const char *path, void *out,
+                             intptr_t arg)
+{
+    config_client_t *cl = out;
+    (void)arg;
+    const char *s = want_string(ld, val, path);
+    if (s == NULL)
+        return -1;
+    if (*s == '\0' || val->len > 256) {
+        err(ld, val, "%s must be a non-empty user id of at most 256 bytes", path);
+        return -1;
+    }
+    return replace_str(ld, val, &cl->user, s, val->len);
+}
+
+static int field_client_key_env(ld_t *ld, const node_t *val, const char *path, void *out,
+                                intptr_t arg)
+{
+    config_client_t *cl = out;
+    (void)arg;
+    char *key = NULL;
+    if (load_env(ld, val, path, &cl->key_env, &key) != 0)
+        return -1;
+    SHA256((const unsigned char *)key, strlen(key), cl->key_sha256);
+    explicit_bzero(key, strlen(key));
+    free(key);
+    ld->client_has_key = 1;
+    return 0;
+}
+
+static int field_client_key_sha256(ld_t *ld, const node_t *val, const char *path, void *out,
+                                   intptr_t arg)
+{
+    config_client_t *cl = out;
+    (void)arg;
+    const char *s = want_string(ld, val, path);
+    if (s == NULL)
+        return -1;
+    if (val->len != 64) {
+        err(ld, val, "%s must be 64 hex digits (the SHA-256 of the key)", path);
+        return -1;
+    }
+    for (int i = 0; i < 32; i++) {
+        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            err(ld, val, "%s must be 64 hex digits (the SHA-256 of the key)", path);
+            return -1;
+        }
+        cl->key_sha256[i] = (unsigned char)(hi * 16 + lo);
+    }
+    ld->client_has_key = 1;
+    return 0;
+}
+
+static int field_client_permissions(ld_t *ld, const node_t *val, const char *path, void *out,
+                                    intptr_t arg)
+{
+    config_client_t *cl = out;
+    char sub[PATH_CAP], b[SHOW_CAP];
+    (void)arg;
+    if (want_seq(ld, val, path) != 0)
+        return -1;
+    cl->permissions = 0;
+    for (size_t i = 0; i < val->n_kids; i++) {
+        join_index(sub, path, i);
+        const char *s = want_string(ld, val->kids[i], sub);
+        if (s == NULL)
+            continue;
+        if (strcmp(s, "chat") == 0)
+            cl->permissions |= CLIENT_PERM_CHAT;
+        else if (strcmp(s, "push") == 0)
+            cl->permissions |= CLIENT_PERM_PUSH;
+        else
+            err(ld, val->kids[i], "%s must be `chat` or `push`, got `%s`", sub,
+                show(val->kids[i], b));
+    }
+    return 0;
+}
+
+static const field_t client_fields[] = {
+    {"name", field_client_name, 0, 1, 0},
+    {"key_env", field_client_key_env, 0, 0, 0},
+    {"key_sha256", field_client_key_sha256, 0, 0, 0},
+    {"user", field_client_user, 0, 1, 0},
+    {"permissions", field_client_permissions, 0, 0, 0},
+    {"key", field_secret_inline, 0, 0, 1},
+};
+
+static int field_clients(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    config_t *c = out;
+    char sub[PATH_CAP];
+    (void)arg;
+    if (want_seq(ld, val, path) != 0)
+        return -1;
+    c->clients = calloc(val->n_kids ? val->n_kids : 1, sizeof *c->clients);
+    if (c->clients == NULL) {
+        oom(ld, val);
+        return -1;
+    }
+    for (size_t i = 0; i < val->n_kids; i++) {
+        join_index(sub, path, i);
+        config_client_t *cl = &c->clients[c->n_clients];
+        cl->permissions = CLIENT_PERM_CHAT;
+        ld->client_has_key = 0;
+        if (want_map(ld, val->kids[i], sub) != 0)
+            continue;
+        parse_block(ld, val->kids[i], sub, client_fields, sizeof client_fields / sizeof *client_fields,
+                    cl);
+        if (!ld->client_has_key)
+            err(ld, val->kids[i], "%s needs `key_env` or `key_sha256`", sub);
+        for (size_t j = 0; j < c->n_clients; j++)
+            if (cl->name && c->clients[j].name && strcmp(cl->name, c->clients[j].name) == 0)
+                err(ld, val->kids[i], "%s: client name `%s` is used twice", sub, cl->name);
+        c->n_clients++;
+    }
+    return 0;
+}
+
+static int field_cors_origins(ld_t *ld, const node_t *val, const char *path, void *out,
+                              intptr_t arg)
+{
+    config_t *c = out;
+    char sub[PATH_CAP], b[SHOW_CAP];
+    (void)arg;
+    if (want_seq(ld, val, path) != 0)
+        return -1;
+    c->cors.allow_origins = calloc(val->n_kids ? val->n_kids : 1, sizeof(char *));
+    if (c->cors.allow_origins == NULL) {
+        oom(ld, val);
+        return -1;
+    }
+    for (size_t i = 0; i < val->n_kids; i++) {
+        join_index(sub, path, i);
+        const char *s = want_string(ld, val->kids[i], sub);
+        if (s == NULL)
+            continue;
+        /* An origin is scheme://host[:port], nothing else: a path or a '*' is a mistake. */
+        const char *rest = strncmp(s, "https://", 8) == 0  ? s + 8
+                           : strncmp(s, "http://", 7) == 0 ? s + 7
+                                                           : NULL;
+        if (!rest || !*rest || strpbrk(rest, "/*?# ")) {
+            err(ld, val->kids[i], "%s must be an origin such as https://app.example.com, got `%s`",
+                sub, show(val->kids[i], b));
+            continue;
+        }
+        if (replace_str(ld, val->kids[i], &c->cors.allow_origins[c->cors.n_allow_origins], s,
+                        val->kids[i]->len) == 0)
+            c->cors.n_allow_origins++;
+    }
+    return 0;
+}
+
+static int field_cors_credentials(ld_t *ld, const node_t *val, const char *path, void *out,
+                                  intptr_t arg)
+{
+    config_t *c = out;
+    char b[SHOW_CAP];
+    (void)arg;
+    const char *s = want_string(ld, val, path);
+    if (s == NULL)
+        return -1;
+    if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0) {
+        c->cors.allow_credentials = s[0] == 't';
+        return 0;
+    }
+    err(ld, val, "%s must be true or false, got `%s`", path, show(val, b));
+    return -1;
+}
+
+static const field_t cors_fields[] = {
+    {"allow_origins", field_cors_origins, 0, 1, 0},
+    {"allow_credentials", field_cors_credentials, 0, 0, 0},
+    {"max_age_s", field_int_at, INT_AT(cors.max_age_s, 0, 86400), 0, 0},
+};
+SUB_BLOCK(field_cors, cors_fields)
+
+static int field_session_secret_env(ld_t *ld, const node_t *val, const char *path, void *out,
+                                    intptr_t arg)
+{
+    (void)out;
+    (void)arg;
+    return load_env(ld, val, path, &ld->cfg->realtime.session_secret_env,
+                    &ld->cfg->realtime.session_secret);
+}
+
+static const field_t realtime_fields[] = {
+    {"max_message_bytes", field_int_at, INT_AT(realtime.max_message_bytes, 256, 16 << 20), 0, 0},
+    {"max_connections_per_key", field_int_at,
+     INT_AT(realtime.max_connections_per_key, 1, 1000000), 0, 0},
+    {"handshake_timeout_ms", field_int_at, INT_AT(realtime.handshake_timeout_ms, 100, 600000), 0,
+     0},
+    {"ping_interval_ms", field_int_at, INT_AT(realtime.ping_interval_ms, 100, 3600000), 0, 0},
+    {"idle_timeout_ms", field_int_at, INT_AT(realtime.idle_timeout_ms, 200, 86400000), 0, 0},
+    {"max_queue_bytes", field_int_at, INT_AT(realtime.max_queue_bytes, 4096, 1 << 30), 0, 0},
+    {"heartbeat_ms", field_int_at, INT_AT(realtime.heartbeat_ms, 100, 3600000), 0, 0},
+    {"session_token_ttl_s", field_int_at, INT_AT(realtime.session_token_ttl_s, 10, 86400), 0, 0},
+    {"session_secret_env", field_session_secret_env, 0, 0, 0},
+};
+SUB_BLOCK(field_realtime, realtime_fields)
+
 /*
  * The top-level blocks. A new block (fallback, access_log, rollout, clients,
  * cors) is one entry here plus its field function; its data goes in config_t.
@@ -1572,6 +1801,9 @@ static const field_t top_fields[] = {
     {"fallback", field_fallback, 0, 0, 0},
     {"access_log", field_access_log, 0, 0, 0},
     {"rollout", field_rollout, 0, 0, 0},
+    {"clients", field_clients, 0, 0, 0},
+    {"cors", field_cors, 0, 0, 0},
+    {"realtime", field_realtime, 0, 0, 0},
 };
 
 static void config_free(config_t *c)
@@ -1599,6 +1831,19 @@ static void config_free(config_t *c)
         free(p->pricing);
     }
     free(c->access_log.path);
+    for (size_t i = 0; i < c->n_clients; i++) {
+        free(c->clients[i].name);
+        free(c->clients[i].key_env);
+        free(c->clients[i].user);
+    }
+    free(c->clients);
+    for (size_t i = 0; i < c->cors.n_allow_origins; i++)
+        free(c->cors.allow_origins[i]);
+    free(c->cors.allow_origins);
+    if (c->realtime.session_secret)
+        explicit_bzero(c->realtime.session_secret, strlen(c->realtime.session_secret));
+    free(c->realtime.session_secret);
+    free(c->realtime.session_secret_env);
     free(c->rollout.flag);
     free(c->rollout.state_file);
     free(c->rollout.audit_log);
@@ -1625,6 +1870,15 @@ static config_t *config_new_defaults(const char *name)
     c->limits.max_body_bytes = DEFAULT_MAX_BODY;
     c->limits.max_header_bytes = DEFAULT_MAX_HEADER;
     c->limits.client_stall_ms = 30000;
+    c->cors.max_age_s = 600;
+    c->realtime.max_message_bytes = 1 << 20;
+    c->realtime.max_connections_per_key = 10000;
+    c->realtime.handshake_timeout_ms = 10000;
+    c->realtime.ping_interval_ms = 30000;
+    c->realtime.idle_timeout_ms = 90000;
+    c->realtime.max_queue_bytes = 4 << 20;
+    c->realtime.heartbeat_ms = 15000;
+    c->realtime.session_token_ttl_s = 300;
     c->rollout = (config_rollout_t){
         .mode = 0,
         .n_stages = 3,

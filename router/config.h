@@ -86,6 +86,17 @@ typedef struct {
     char *state_file, *audit_log;
 } config_rollout_t;
 
+enum { CLIENT_PERM_CHAT = 1, CLIENT_PERM_PUSH = 2 };
+
+/* A client key allowed to call /v1 (clients block). */
+typedef struct {
+    char *name;
+    char *key_env;               /* NULL when given as key_sha256 */
+    unsigned char key_sha256[32]; /* SHA-256 of the key (computed from key_env at load) */
+    char *user;                  /* identity for push targeting and stickiness */
+    unsigned permissions;        /* CLIENT_PERM_* */
+} config_client_t;
+
 typedef struct config {
     atomic_int refs;
     char *path;
@@ -106,6 +117,20 @@ typedef struct config {
         char *path; /* "-" = stdout, NULL = off */
     } access_log;
     config_rollout_t rollout;
+    config_client_t *clients; /* n_clients > 0: every /v1 request needs a known key */
+    size_t n_clients;
+    struct {
+        char **allow_origins;
+        size_t n_allow_origins;
+        int allow_credentials;
+        long max_age_s;
+    } cors;
+    struct {
+        long max_message_bytes, max_connections_per_key, handshake_timeout_ms;
+        long ping_interval_ms, idle_timeout_ms, max_queue_bytes, heartbeat_ms;
+        long session_token_ttl_s;
+        char *session_secret_env, *session_secret; /* NULL: a random secret per process */
+    } realtime;
     config_provider_t providers[CONFIG_N_ROLES];
     char **forward_headers; /* extra client headers passed upstream (lower-cased) */
     size_t n_forward_headers;

@@ -28,7 +28,11 @@
 #include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
 
+#include <cjson/cJSON.h>
+
 #include "body.h"
+#include "chunk.h"
+#include "clientauth.h"
 #include "failure.h"
 #include "flags.h"
 #include "httputil.h"
@@ -36,6 +40,7 @@
 #include "pricing.h"
 #include "sse.h"
 #include "usage.h"
+#include "ws.h"
 #include "upstream.h"
 
 #define ROUTING_FLAG "use_new_provider"
@@ -55,6 +60,10 @@ typedef enum { MODE_NONE, MODE_BUFFER, MODE_STREAM } mode_t_;
 
 typedef enum { TIMER_ATTEMPT, TIMER_BACKOFF, TIMER_CANCEL } timer_mode_t;
 
+/* Who asked: an HTTP client (the provider's answer passes through), a WebSocket chat
+ * or a browser EventSource (both get switchyard's own messages with the text). */
+typedef enum { CLIENT_HTTP = 0, CLIENT_WS, CLIENT_SSE } client_kind_t;
+
 typedef struct {
     int role;
     long status;        /* HTTP status, 0 when none came */
@@ -65,6 +74,15 @@ typedef struct {
 struct proxy_req {
     proxy_req_t *prev, *next; /* worker's live list */
     worker_t *w;
+    client_kind_t kind;
+    ws_conn_t *ws;                 /* CLIENT_WS: the connection, NULL once it is done */
+    char chat_id[128];             /* CLIENT_WS: the chat's id */
+    struct evkeyvalq *in;          /* the client's request headers */
+    const config_client_t *client; /* the authenticated client key, if any */
+    const char *origin;            /* an allowed Origin (CORS), or NULL */
+    struct event *hb_timer;        /* CLIENT_SSE: heartbeats */
+    int sse_started;
+    char finish_reason[32];
     config_t *cfg;
     struct evhttp_request *req; /* NULL once evhttp owns it again */
     struct evhttp_connection *evcon;
@@ -191,6 +209,10 @@ static void maybe_free(proxy_req_t *p)
     w->n_live--;
     if (p->timer)
         event_free(p->timer);
+    if (p->hb_timer)
+        event_free(p->hb_timer);
+    if (p->kind == CLIENT_WS && p->ws)
+        ws_chat_finished(p->ws, p);
     evhttp_clear_headers(&p->up_headers);
     if (p->buf)
         evbuffer_free(p->buf);
@@ -203,6 +225,157 @@ static void maybe_free(proxy_req_t *p)
     config_unref(p->cfg);
     free(p);
     worker_request_ended(w);
+}
+
+/* ---- CORS and switchyard's own client messages ------------------------------------ */
+
+static const char *allowed_origin(const config_t *cfg, struct evkeyvalq *in)
+{
+    const char *o = in ? evhttp_find_header(in, "Origin") : NULL;
+    if (!o)
+        return NULL;
+    for (size_t i = 0; i < cfg->cors.n_allow_origins; i++)
+        if (strcmp(cfg->cors.allow_origins[i], o) == 0)
+            return o;
+    return NULL;
+}
+
+/* CORS response headers for an allowed origin; nothing at all for any other. */
+static void add_cors(struct evkeyvalq *out, const config_t *cfg, const char *origin)
+{
+    if (cfg->cors.n_allow_origins == 0)
+        return;
+    evhttp_add_header(out, "Vary", "Origin");
+    if (!origin)
+        return;
+    evhttp_add_header(out, "Access-Control-Allow-Origin", origin);
+    if (cfg->cors.allow_credentials)
+        evhttp_add_header(out, "Access-Control-Allow-Credentials", "true");
+    evhttp_add_header(out, "Access-Control-Expose-Headers",
+                      "x-switchyard-request-id, x-switchyard-provider, x-switchyard-variant, "
+                      "x-switchyard-attempts, x-switchyard-fallback");
+}
+
+static void ws_msg(proxy_req_t *p, cJSON *o)
+{
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    if (s && p->ws)
+        ws_send_text(p->ws, s, strlen(s));
+    free(s);
+    cJSON_Delete(o);
+}
+
+static void on_client_drained(struct evhttp_connection *evcon, void *arg);
+
+static void sse_event(proxy_req_t *p, const char *event, const char *data)
+{
+    if (p->client_done || !p->req)
+        return;
+    evbuffer_add_printf(p->out, "event: %s\ndata: %s\n\n", event, data);
+    evhttp_send_reply_chunk_with_cb(p->req, p->out, on_client_drained, p);
+}
+
+/* One piece of the answer's text. */
+static void client_text(proxy_req_t *p, const char *text)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (p->kind == CLIENT_SSE) {
+        cJSON_AddStringToObject(o, "content", text);
+        char *s = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (s)
+            sse_event(p, "message", s);
+        free(s);
+        return;
+    }
+    cJSON_AddStringToObject(o, "type", "stream");
+    cJSON_AddStringToObject(o, "id", p->chat_id);
+    cJSON_AddStringToObject(o, "content", text);
+    cJSON_AddStringToObject(o, "provider", p->cfg->providers[p->role].name);
+    ws_msg(p, o);
+}
+
+/* The end of a successful answer. */
+static void client_complete(proxy_req_t *p)
+{
+    if (p->kind == CLIENT_SSE) {
+        sse_event(p, "done", "{}");
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "complete");
+    cJSON_AddStringToObject(o, "id", p->chat_id);
+    cJSON *u = cJSON_AddObjectToObject(o, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)p->usage.prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", (double)p->usage.completion);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(p->usage.prompt + p->usage.completion));
+    cJSON_AddStringToObject(o, "provider", p->cfg->providers[p->role].name);
+    if (p->finish_reason[0])
+        cJSON_AddStringToObject(o, "finish_reason", p->finish_reason);
+    else
+        cJSON_AddNullToObject(o, "finish_reason");
+    ws_msg(p, o);
+}
+
+/* An error after switchyard's own message stream started (or any WS error). */
+static void client_error_msg(proxy_req_t *p, const char *type, const char *code,
+                             const char *message)
+{
+    char *body = http_error_body(type, code, message);
+    if (p->kind == CLIENT_SSE) {
+        if (body)
+            sse_event(p, "error", body);
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "type", "error");
+        cJSON_AddStringToObject(o, "id", p->chat_id);
+        cJSON *err = body ? cJSON_Parse(body) : NULL;
+        cJSON *inner = err ? cJSON_DetachItemFromObject(err, "error") : NULL;
+        cJSON_AddItemToObject(o, "error", inner ? inner : cJSON_CreateNull());
+        cJSON_Delete(err);
+        ws_msg(p, o);
+    }
+    free(body);
+}
+
+static struct evhttp_request *take_req(proxy_req_t *p);
+
+/* Hands the end of the answer over (HTTP, SSE) or closes the chat (WS). */
+static void end_client(proxy_req_t *p)
+{
+    struct evhttp_request *req = take_req(p);
+    if (req)
+        evhttp_send_reply_end(req);
+}
+
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sse_event(arg, "heartbeat", "{}");
+}
+
+/* A browser stream starts at once, so heartbeats can flow while the answer is awaited;
+ * what the providers do (fallback included) stays behind it. */
+static void sse_start(proxy_req_t *p)
+{
+    if (p->sse_started)
+        return;
+    struct evkeyvalq *out = evhttp_request_get_output_headers(p->req);
+    evhttp_add_header(out, "Content-Type", "text/event-stream");
+    evhttp_add_header(out, "Cache-Control", "no-cache");
+    evhttp_add_header(out, "X-Accel-Buffering", "no");
+    evhttp_add_header(out, "x-switchyard-request-id", p->request_id);
+    add_cors(out, p->cfg, p->origin);
+    evhttp_send_reply_start(p->req, 200, "OK");
+    p->sse_started = 1;
+    stop_close_watch(p);
+    evhttp_connection_set_timeout(p->evcon, 3600);
+    long ms = p->cfg->realtime.heartbeat_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    p->hb_timer = event_new(p->w->base, -1, EV_PERSIST, on_heartbeat, p);
+    if (p->hb_timer)
+        event_add(p->hb_timer, &tv);
 }
 
 /* The reply is about to be handed over: evhttp owns req from here on. */
@@ -218,6 +391,15 @@ static void mark_first_byte(proxy_req_t *p, int status)
 static struct evhttp_request *take_req(proxy_req_t *p)
 {
     struct evhttp_request *req = p->req;
+    if (p->kind == CLIENT_WS) {
+        p->client_done = 1;
+        if (p->ws)
+            ws_chat_finished(p->ws, p);
+        p->ws = NULL;
+        return NULL;
+    }
+    if (p->hb_timer)
+        evtimer_del(p->hb_timer);
     evhttp_connection_set_closecb(p->evcon, NULL, NULL);
     stop_close_watch(p);
     p->client_done = 1;
@@ -232,6 +414,7 @@ static void add_switchyard_headers(proxy_req_t *p, struct evkeyvalq *out, int wi
                                    int in_flight)
 {
     evhttp_add_header(out, "x-switchyard-request-id", p->request_id);
+    add_cors(out, p->cfg, p->origin);
     if (!with_provider)
         return;
     char attempts[MAX_ATTEMPTS * 48 + 1];
@@ -265,6 +448,12 @@ static void reply_error(proxy_req_t *p, int status, const char *type, const char
 {
     if (p->client_done)
         return;
+    if (p->kind == CLIENT_WS || (p->kind == CLIENT_SSE && p->sse_started)) {
+        mark_first_byte(p, status);
+        client_error_msg(p, type, code, message);
+        end_client(p);
+        return;
+    }
     struct evhttp_request *req = take_req(p);
     mark_first_byte(p, status);
     add_switchyard_headers(p, evhttp_request_get_output_headers(req), with_provider, 0);
@@ -295,8 +484,46 @@ static void copy_upstream_headers(proxy_req_t *p, struct evhttp_request *req, in
     add_switchyard_headers(p, out, 1, in_flight);
 }
 
+/* A whole upstream answer for a WS or browser-SSE client: its text, or its error. */
+static void reply_translated(proxy_req_t *p)
+{
+    size_t n = evbuffer_get_length(p->buf);
+    const char *b = (const char *)evbuffer_pullup(p->buf, -1);
+    if (p->status >= 200 && p->status < 300) {
+        chunk_t ch;
+        mark_first_byte(p, (int)p->status);
+        if (b && chunk_parse_completion(b, n, &ch) == 0) {
+            if (ch.content)
+                client_text(p, ch.content);
+            snprintf(p->finish_reason, sizeof(p->finish_reason), "%s", ch.finish_reason);
+            chunk_free(&ch);
+        }
+        client_complete(p);
+        end_client(p);
+        return;
+    }
+    /* The provider's error, in switchyard's envelope. */
+    char *copy = b ? strndup(b, n) : NULL;
+    cJSON *doc = copy ? cJSON_Parse(copy) : NULL;
+    free(copy);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "type");
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "code");
+    char msg[256];
+    snprintf(msg, sizeof(msg), "%s answered %ld", p->cfg->providers[p->role].name, p->status);
+    reply_error(p, (int)p->status, cJSON_IsString(t) ? t->valuestring : "api_error",
+                cJSON_IsString(c) ? c->valuestring : NULL,
+                cJSON_IsString(m) ? m->valuestring : msg, 1);
+    cJSON_Delete(doc);
+}
+
 static void reply_buffered(proxy_req_t *p)
 {
+    if (p->kind != CLIENT_HTTP) {
+        reply_translated(p);
+        return;
+    }
     struct evhttp_request *req = take_req(p);
     mark_first_byte(p, (int)p->status);
     copy_upstream_headers(p, req, 0);
@@ -305,10 +532,10 @@ static void reply_buffered(proxy_req_t *p)
 
 /* ---- upstream callbacks ---------------------------------------------------------- */
 
-static void on_client_drained(struct evhttp_connection *evcon, void *arg);
-
 static size_t client_backlog(proxy_req_t *p)
 {
+    if (p->kind == CLIENT_WS)
+        return p->ws ? ws_backlog(p->ws) : 0;
     struct bufferevent *bev = evhttp_connection_get_bufferevent(p->evcon);
     return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
 }
@@ -340,12 +567,28 @@ static void forward(proxy_req_t *p, size_t n)
         if (len == 0)
             len = n - off; /* a tail without its blank line */
         inspect_event(p, region + off, len);
-        if (p->inject_usage) {
+        if (p->kind != CLIENT_HTTP) {
+            const char *data;
+            size_t dlen;
+            chunk_t ch;
+            if (sse_event_data(region + off, len, &data, &dlen) == 0 &&
+                chunk_parse_event(data, dlen, &ch) == 0) {
+                if (ch.content && !p->client_done)
+                    client_text(p, ch.content);
+                if (ch.finish_reason[0])
+                    snprintf(p->finish_reason, sizeof(p->finish_reason), "%s", ch.finish_reason);
+                chunk_free(&ch);
+            }
+        } else if (p->inject_usage) {
             long kept = usage_strip_event(region + off, len);
             if (kept > 0)
                 evbuffer_add(p->out, region + off, (size_t)kept);
         }
         off += len;
+    }
+    if (p->kind != CLIENT_HTTP) {
+        evbuffer_drain(p->buf, n);
+        return;
     }
     if (p->inject_usage)
         evbuffer_drain(p->buf, n);
@@ -357,6 +600,11 @@ static void forward(proxy_req_t *p, size_t n)
 
 static void commit_stream(proxy_req_t *p)
 {
+    if (p->kind != CLIENT_HTTP) {
+        mark_first_byte(p, (int)p->status);
+        p->committed = 1;
+        return;
+    }
     copy_upstream_headers(p, p->req, 1);
     evhttp_send_reply_start(p->req, (int)p->status, http_reason((int)p->status));
     mark_first_byte(p, (int)p->status);
@@ -516,6 +764,12 @@ static void end_stream_with_error(proxy_req_t *p, const char *message)
 {
     /* After the commit the status is sent: say it in the stream, and leave out
      * [DONE] so that clients can tell the answer is incomplete. */
+    if (p->kind != CLIENT_HTTP) {
+        p->truncated = 1;
+        client_error_msg(p, "server_error", "upstream_error", message);
+        end_client(p);
+        return;
+    }
     char *err = http_error_body("server_error", "upstream_error", message);
     evbuffer_drain(p->buf, evbuffer_get_length(p->buf));
     evbuffer_add_printf(p->out, "event: error\ndata: %s\n\n", err ? err : "{}");
@@ -699,7 +953,9 @@ static void attempt_finished(proxy_req_t *p, CURLcode rc)
     if (cls == FAIL_NONE) {
         if (p->committed) {
             forward(p, evbuffer_get_length(p->buf));
-            evhttp_send_reply_end(take_req(p));
+            if (p->kind != CLIENT_HTTP)
+                client_complete(p);
+            end_client(p);
         } else {
             reply_buffered(p);
         }
@@ -869,6 +1125,23 @@ static void on_fd_closed(evutil_socket_t fd, short what, void *arg)
     stop_close_watch(p);
     /* Frees the connection; evhttp calls on_client_close first. */
     evhttp_connection_free(p->evcon);
+}
+
+void proxy_ws_drained(void *chat)
+{
+    proxy_req_t *p = chat;
+    if (p->paused && !p->client_done) {
+        p->paused = 0;
+        upstream_resume(p->w->up, &p->xfer); /* may finish and free p */
+    }
+}
+
+void proxy_ws_gone(void *chat)
+{
+    proxy_req_t *p = chat;
+    p->ws = NULL; /* the connection is being freed: never call it again */
+    if (!p->client_done)
+        client_left(p);
 }
 
 static void on_client_drained(struct evhttp_connection *evcon, void *arg)
@@ -1171,7 +1444,8 @@ static const char *find_sticky(proxy_req_t *p, const flag_def_t *def, struct evk
             v = info ? body_string_field(info, s->name) : NULL;
             break;
         case FLAG_STICKY_API_KEY:
-            v = http_bearer(in);
+            /* A WebSocket authenticated by message has no header: its client stands in. */
+            v = p->client && p->kind == CLIENT_WS ? p->client->user : http_bearer(in);
             break;
         }
         if (v && *v) {
@@ -1202,7 +1476,7 @@ static int build_upstream_headers(proxy_req_t *p, const config_provider_t *pv)
 {
     static const char *const forwarded[] = {"Content-Type",   "Accept",          "OpenAI-Organization",
                                             "OpenAI-Project", "Idempotency-Key", "OpenAI-Beta"};
-    struct evkeyvalq *in = evhttp_request_get_input_headers(p->req);
+    struct evkeyvalq *in = p->in;
     struct curl_slist *l = NULL;
     int rc = 0;
     for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++) {
@@ -1365,77 +1639,26 @@ static void reply_simple(struct evhttp_request *req, int status, const char *typ
     http_reply_error(req, status, type, code, msg);
 }
 
-void proxy_handle(struct evhttp_request *req, void *arg)
+/* An early answer, with the CORS headers a browser needs to read it. */
+static void reply_early(struct evhttp_request *req, const config_t *cfg, const char *origin,
+                        int status, const char *type, const char *code, const char *msg)
 {
-    worker_t *w = arg;
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    enum evhttp_cmd_type method = evhttp_request_get_command(req);
-    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-    if (!path || !*path)
-        path = "/";
+    add_cors(evhttp_request_get_output_headers(req), cfg, origin);
+    http_reply_error(req, status, type, code, msg);
+}
 
-    if (strcmp(path, "/healthz") == 0) {
-        if (method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD)
-            http_reply_json(req, 200, "{\"status\":\"ok\"}");
-        else
-            reply_simple(req, 405, "invalid_request_error", "method_not_allowed",
-                         "Only GET is allowed on /healthz.");
-        return;
-    }
-    if (strncmp(path, "/v1/", 4) != 0) {
-        reply_simple(req, 404, "invalid_request_error", "unknown_url",
-                     "Unknown request URL. switchyard serves the OpenAI API under /v1/.");
-        return;
-    }
-    if (!path_is_safe(path)) {
-        reply_simple(req, 400, "invalid_request_error", "invalid_path",
-                     "The request path is not allowed.");
-        return;
-    }
-    /* evhttp's own header limit is set above ours, so that most oversized requests
-     * get a proper 431 from here rather than libevent's bare 400. */
-    size_t header_bytes = 0;
-    struct evkeyval *h;
-    TAILQ_FOREACH(h, in, next)
-    {
-        if (http_value_unsafe(h->key) || http_value_unsafe(h->value)) {
-            reply_simple(req, 400, "invalid_request_error", "invalid_header",
-                         "A request header contains a control character.");
-            return;
-        }
-        header_bytes += strlen(h->key) + strlen(h->value) + 4;
-    }
-    const config_t *cur = worker_config(w);
-    if (header_bytes > cur->limits.max_header_bytes) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-        reply_simple(req, 431, "invalid_request_error", "headers_too_large",
-                     "The request headers are larger than this server accepts.");
-        return;
-    }
-    route_t route = classify_route(path);
-    if (route == ROUTE_JSON && method != EVHTTP_REQ_POST) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-        reply_simple(req, 405, "invalid_request_error", "method_not_allowed",
-                     "Only POST is allowed on this endpoint.");
-        return;
-    }
-    if (route == ROUTE_MODELS && method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
-        reply_simple(req, 405, "invalid_request_error", "method_not_allowed",
-                     "Only GET is allowed on /v1/models.");
-        return;
-    }
-
+static proxy_req_t *proxy_new(worker_t *w, client_kind_t kind, struct evhttp_request *req,
+                              struct evkeyvalq *in, enum evhttp_cmd_type method, route_t route)
+{
     proxy_req_t *p = calloc(1, sizeof(*p));
-    if (!p) {
-        reply_simple(req, 500, "server_error", NULL, "out of memory");
-        return;
-    }
+    if (!p)
+        return NULL;
     p->w = w;
+    p->kind = kind;
     p->cfg = config_ref(worker_config(w));
     p->req = req;
-    p->evcon = evhttp_request_get_connection(req);
+    p->evcon = req ? evhttp_request_get_connection(req) : NULL;
+    p->in = in;
     p->method = method;
     p->route = route;
     p->fallback_from = -1;
@@ -1451,32 +1674,37 @@ void proxy_handle(struct evhttp_request *req, void *arg)
     p->buf = evbuffer_new();
     p->out = evbuffer_new();
     make_request_id(p, in);
-    evhttp_connection_set_closecb(p->evcon, on_client_close, p);
-    if (!p->timer || !p->buf || !p->out) {
+    if (p->evcon)
+        evhttp_connection_set_closecb(p->evcon, on_client_close, p);
+    return p;
+}
+
+/* From the body on: parse, decide the variant, route, start the first attempt.
+ * Takes ownership of body. path: the client-facing path (/v1/...), query may be NULL. */
+static void proxy_begin(proxy_req_t *p, const char *path, const char *query, char *body,
+                        size_t body_len)
+{
+    worker_t *w = p->w;
+    p->body = body;
+    p->body_len = body_len;
+    if (!p->timer || !p->buf || !p->out || !p->body) {
         reply_error(p, 500, "server_error", NULL, "out of memory", 0);
         maybe_free(p);
         return;
     }
-
-    const char *query = evhttp_uri_get_query(uri);
     size_t pq_len = strlen(path) - 3 + (query ? strlen(query) + 1 : 0) + 1;
     p->path_query = malloc(pq_len);
-    struct evbuffer *input = evhttp_request_get_input_buffer(req);
-    p->body_len = evbuffer_get_length(input);
-    p->body = malloc(p->body_len + 1);
-    if (!p->path_query || !p->body) {
+    p->log_path = strdup(path);
+    if (!p->path_query || !p->log_path) {
         reply_error(p, 500, "server_error", NULL, "out of memory", 0);
         maybe_free(p);
         return;
     }
     snprintf(p->path_query, pq_len, "%s%s%s", path + 3, query ? "?" : "", query ? query : "");
-    p->log_path = strdup(path);
-    evbuffer_copyout(input, p->body, p->body_len);
-    p->body[p->body_len] = '\0';
 
     body_info_t info;
     int have_info = 0;
-    if (route == ROUTE_JSON) {
+    if (p->route == ROUTE_JSON) {
         int rc = body_parse(p->body, p->body_len, &info);
         if (rc != BODY_OK) {
             reply_error(p, rc == BODY_ERR_NOMEM ? 500 : 400, "invalid_request_error",
@@ -1488,7 +1716,8 @@ void proxy_handle(struct evhttp_request *req, void *arg)
         p->stream_req = info.stream;
         /* Streams are only accountable with usage: ask for it when the client did not
          * (chat and legacy completions take stream_options), and hide it again. */
-        if (strcmp(path, "/v1/chat/completions") == 0 || strcmp(path, "/v1/completions") == 0)
+        if (p->kind == CLIENT_HTTP &&
+            (strcmp(path, "/v1/chat/completions") == 0 || strcmp(path, "/v1/completions") == 0))
             p->inject_usage = body_usage_edit(&info, &p->usage_edit);
         p->model_off = info.model_off;
         p->model_len = info.model_len;
@@ -1504,7 +1733,7 @@ void proxy_handle(struct evhttp_request *req, void *arg)
     const flag_def_t *def =
         server_routing_flag(w->srv, config_flag(p->cfg, ROUTING_FLAG), &scratch);
     size_t key_len = 0;
-    const char *key = def ? find_sticky(p, def, in, have_info ? &info : NULL, &key_len) : NULL;
+    const char *key = def ? find_sticky(p, def, p->in, have_info ? &info : NULL, &key_len) : NULL;
     if (def)
         p->decision = flags_eval(def, key, key_len, p->model, (uint32_t)worker_random(w));
     else
@@ -1513,12 +1742,14 @@ void proxy_handle(struct evhttp_request *req, void *arg)
         body_info_free(&info);
 
     /* Watch for the client leaving while nothing is being written to it. */
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(p->evcon);
-    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-    if (fd >= 0) {
-        p->close_watch = event_new(w->base, fd, EV_CLOSED, on_fd_closed, p);
-        if (p->close_watch)
-            event_add(p->close_watch, NULL);
+    if (p->kind == CLIENT_HTTP && p->evcon) {
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(p->evcon);
+        evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+        if (fd >= 0) {
+            p->close_watch = event_new(w->base, fd, EV_CLOSED, on_fd_closed, p);
+            if (p->close_watch)
+                event_add(p->close_watch, NULL);
+        }
     }
 
     int role = p->decision.variant == FLAG_VARIANT_NEW ? CONFIG_ROLE_NEW : CONFIG_ROLE_ORIGINAL;
@@ -1546,11 +1777,304 @@ void proxy_handle(struct evhttp_request *req, void *arg)
     }
 }
 
+void *proxy_start_ws_chat(worker_t *w, ws_conn_t *ws, const config_client_t *client,
+                          const char *id, char *body, size_t len)
+{
+    proxy_req_t *p = proxy_new(w, CLIENT_WS, NULL, ws_headers(ws), EVHTTP_REQ_POST, ROUTE_JSON);
+    if (!p) {
+        free(body);
+        return NULL;
+    }
+    p->ws = ws;
+    p->client = client;
+    snprintf(p->chat_id, sizeof(p->chat_id), "%s", id ? id : "");
+    if (ws_chat_add(ws, p) < 0) {
+        free(body);
+        p->body = NULL;
+        reply_error(p, 429, "rate_limit_error", "too_many_chats",
+                    "at most 32 chats at once per connection", 0);
+        maybe_free(p);
+        return NULL;
+    }
+    proxy_begin(p, "/v1/chat/completions", NULL, body, len);
+    return p;
+}
+
+static void reply_preflight(struct evhttp_request *req, const config_t *cfg, const char *origin)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    add_cors(out, cfg, origin);
+    if (origin) {
+        char age[32];
+        snprintf(age, sizeof(age), "%ld", cfg->cors.max_age_s);
+        evhttp_add_header(out, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        evhttp_add_header(out, "Access-Control-Allow-Headers",
+                          "Authorization, Content-Type, Accept, X-Request-Id, X-User-Id, "
+                          "OpenAI-Organization, OpenAI-Project, OpenAI-Beta, Idempotency-Key");
+        evhttp_add_header(out, "Access-Control-Max-Age", age);
+    }
+    evhttp_send_reply(req, 204, "No Content", NULL);
+}
+
+static char *read_body(struct evhttp_request *req, size_t *len)
+{
+    struct evbuffer *input = evhttp_request_get_input_buffer(req);
+    *len = evbuffer_get_length(input);
+    char *b = malloc(*len + 1);
+    if (b) {
+        evbuffer_copyout(input, b, *len);
+        b[*len] = '\0';
+    }
+    return b;
+}
+
+static void handle_push(worker_t *w, struct evhttp_request *req, const config_t *cfg,
+                        const char *origin, const config_client_t *client)
+{
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        reply_early(req, cfg, origin, 405, "invalid_request_error", "method_not_allowed",
+                    "Only POST is allowed on /v1/push.");
+        return;
+    }
+    if (cfg->n_clients > 0 && !(client->permissions & CLIENT_PERM_PUSH)) {
+        reply_early(req, cfg, origin, 403, "invalid_request_error", "permission_denied",
+                    "This key may not push.");
+        return;
+    }
+    size_t len;
+    char *body = read_body(req, &len);
+    char *answer = NULL;
+    int status = body ? ws_push(w->srv, body, len, &answer) : 500;
+    free(body);
+    add_cors(evhttp_request_get_output_headers(req), cfg, origin);
+    http_reply_json(req, status, answer ? answer : "{\"error\":{\"message\":\"out of memory\"}}");
+    free(answer);
+}
+
+static void handle_session_token(worker_t *w, struct evhttp_request *req, const config_t *cfg,
+                                 const char *origin, const config_client_t *client)
+{
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        reply_early(req, cfg, origin, 405, "invalid_request_error", "method_not_allowed",
+                    "Only POST is allowed on /v1/session-token.");
+        return;
+    }
+    if (!client) {
+        reply_early(req, cfg, origin, 404, "invalid_request_error", "unknown_url",
+                    "Session tokens need client keys (the `clients` block).");
+        return;
+    }
+    long long exp = wall_ms() / 1000 + cfg->realtime.session_token_ttl_s;
+    char token[1024];
+    if (clientauth_token_issue(client, exp, w->srv->session_secret, w->srv->session_secret_len,
+                               token, sizeof(token)) < 0) {
+        reply_early(req, cfg, origin, 500, "server_error", NULL, "could not issue a token");
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "token", token);
+    cJSON_AddNumberToObject(o, "expires_at", (double)exp);
+    cJSON_AddStringToObject(o, "user", client->user);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    add_cors(evhttp_request_get_output_headers(req), cfg, origin);
+    http_reply_json(req, s ? 200 : 500, s ? s : "{}");
+    free(s);
+}
+
+/* GET /v1/stream?model=...&message=...: a chat for EventSource. */
+static void handle_browser_stream(worker_t *w, struct evhttp_request *req, const config_t *cfg,
+                                  const char *origin, const config_client_t *client,
+                                  struct evkeyvalq *params)
+{
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+        reply_early(req, cfg, origin, 405, "invalid_request_error", "method_not_allowed",
+                    "Only GET is allowed on /v1/stream.");
+        return;
+    }
+    const char *model = evhttp_find_header(params, "model");
+    const char *message = evhttp_find_header(params, "message");
+    if (!model || !*model || !message) {
+        reply_early(req, cfg, origin, 400, "invalid_request_error", "missing_parameter",
+                    "/v1/stream needs ?model=...&message=...");
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", model);
+    cJSON *msgs = cJSON_AddArrayToObject(o, "messages");
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "role", "user");
+    cJSON_AddStringToObject(m, "content", message);
+    cJSON_AddItemToArray(msgs, m);
+    cJSON_AddTrueToObject(o, "stream");
+    cJSON *so = cJSON_AddObjectToObject(o, "stream_options");
+    cJSON_AddTrueToObject(so, "include_usage");
+    if (client)
+        cJSON_AddStringToObject(o, "user", client->user);
+    char *body = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    proxy_req_t *p = proxy_new(w, CLIENT_SSE, req, evhttp_request_get_input_headers(req),
+                               EVHTTP_REQ_POST, ROUTE_JSON);
+    if (!p) {
+        free(body);
+        reply_early(req, cfg, origin, 500, "server_error", NULL, "out of memory");
+        return;
+    }
+    p->client = client;
+    p->origin = origin;
+    if (body)
+        sse_start(p);
+    proxy_begin(p, "/v1/chat/completions", NULL, body, body ? strlen(body) : 0);
+}
+
+void proxy_handle(struct evhttp_request *req, void *arg)
+{
+    worker_t *w = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    if (!path || !*path)
+        path = "/";
+
+    if (strcmp(path, "/healthz") == 0) {
+        if (method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD)
+            http_reply_json(req, 200, "{\"status\":\"ok\"}");
+        else
+            reply_simple(req, 405, "invalid_request_error", "method_not_allowed",
+                         "Only GET is allowed on /healthz.");
+        return;
+    }
+    const config_t *cur = worker_config(w);
+    const char *origin = allowed_origin(cur, in);
+    if (strncmp(path, "/v1/", 4) != 0) {
+        reply_early(req, cur, origin, 404, "invalid_request_error", "unknown_url",
+                    "Unknown request URL. switchyard serves the OpenAI API under /v1/.");
+        return;
+    }
+    if (!path_is_safe(path)) {
+        reply_early(req, cur, origin, 400, "invalid_request_error", "invalid_path",
+                    "The request path is not allowed.");
+        return;
+    }
+    /* evhttp's own header limit is set above ours, so that most oversized requests
+     * get a proper 431 from here rather than libevent's bare 400. */
+    size_t header_bytes = 0;
+    struct evkeyval *h;
+    TAILQ_FOREACH(h, in, next)
+    {
+        if (http_value_unsafe(h->key) || http_value_unsafe(h->value)) {
+            reply_early(req, cur, origin, 400, "invalid_request_error", "invalid_header",
+                        "A request header contains a control character.");
+            return;
+        }
+        header_bytes += strlen(h->key) + strlen(h->value) + 4;
+    }
+    if (header_bytes > cur->limits.max_header_bytes) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        reply_early(req, cur, origin, 431, "invalid_request_error", "headers_too_large",
+                    "The request headers are larger than this server accepts.");
+        return;
+    }
+    if (method == EVHTTP_REQ_OPTIONS && evhttp_find_header(in, "Origin") &&
+        evhttp_find_header(in, "Access-Control-Request-Method")) {
+        reply_preflight(req, cur, origin);
+        return;
+    }
+
+    int is_ws = (strcmp(path, "/v1/realtime") == 0 || strcmp(path, "/v1/chat/completions") == 0) &&
+                ws_is_upgrade(req);
+    int is_stream = strcmp(path, "/v1/stream") == 0;
+    struct evkeyvalq params;
+    TAILQ_INIT(&params);
+    if (is_stream) {
+        const char *q = evhttp_uri_get_query(uri);
+        if (q)
+            evhttp_parse_query_str(q, &params);
+    }
+    /* Client keys: every /v1 call needs one when any is configured (a WebSocket may
+     * instead send an auth message, an EventSource a session token). */
+    const config_client_t *client = NULL;
+    if (cur->n_clients > 0) {
+        client = clientauth_find(cur, http_bearer(in));
+        if (!client && is_stream)
+            client = clientauth_token_check(cur, evhttp_find_header(&params, "token"),
+                                            wall_ms() / 1000, w->srv->session_secret,
+                                            w->srv->session_secret_len);
+        if (!client && !is_ws) {
+            evhttp_clear_headers(&params);
+            reply_early(req, cur, origin, 401, "invalid_request_error", "invalid_api_key",
+                        "Incorrect API key provided.");
+            return;
+        }
+    }
+    if (is_ws) {
+        if (cur->cors.n_allow_origins > 0 && evhttp_find_header(in, "Origin") && !origin)
+            reply_early(req, cur, NULL, 403, "invalid_request_error", "origin_not_allowed",
+                        "This origin may not open a WebSocket here.");
+        else
+            ws_accept(w, req, client);
+        return;
+    }
+    if (strcmp(path, "/v1/realtime") == 0) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Upgrade", "websocket");
+        reply_early(req, cur, origin, 426, "invalid_request_error", "upgrade_required",
+                    "/v1/realtime is a WebSocket endpoint.");
+        return;
+    }
+    if (strcmp(path, "/v1/push") == 0) {
+        handle_push(w, req, cur, origin, client);
+        return;
+    }
+    if (strcmp(path, "/v1/session-token") == 0) {
+        handle_session_token(w, req, cur, origin, client);
+        return;
+    }
+    if (client && !(client->permissions & CLIENT_PERM_CHAT)) {
+        evhttp_clear_headers(&params);
+        reply_early(req, cur, origin, 403, "invalid_request_error", "permission_denied",
+                    "This key may not use the chat endpoints.");
+        return;
+    }
+    if (is_stream) {
+        handle_browser_stream(w, req, cur, origin, client, &params);
+        evhttp_clear_headers(&params);
+        return;
+    }
+    route_t route = classify_route(path);
+    if (route == ROUTE_JSON && method != EVHTTP_REQ_POST) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+        reply_early(req, cur, origin, 405, "invalid_request_error", "method_not_allowed",
+                    "Only POST is allowed on this endpoint.");
+        return;
+    }
+    if (route == ROUTE_MODELS && method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+        reply_early(req, cur, origin, 405, "invalid_request_error", "method_not_allowed",
+                    "Only GET is allowed on /v1/models.");
+        return;
+    }
+    proxy_req_t *p = proxy_new(w, CLIENT_HTTP, req, in, method, route);
+    if (!p) {
+        reply_early(req, cur, origin, 500, "server_error", NULL, "out of memory");
+        return;
+    }
+    p->client = client;
+    p->origin = origin;
+    size_t len;
+    char *body = read_body(req, &len);
+    proxy_begin(p, path, evhttp_uri_get_query(uri), body, len);
+}
+
 void proxy_abort_all(worker_t *w)
 {
     while (w->live) {
         proxy_req_t *p = w->live;
-        if (p->req && !p->client_done) {
+        if (p->kind == CLIENT_WS) {
+            if (p->ws)
+                ws_chat_finished(p->ws, p);
+            p->ws = NULL;
+        } else if (p->req && !p->client_done) {
             evhttp_connection_set_closecb(p->evcon, NULL, NULL);
             p->req = NULL; /* evhttp_free releases it with its connection */
         }

@@ -16,9 +16,11 @@
 
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <openssl/sha.h>
 
 #include "log.h"
 #include "proxy.h"
+#include "ws.h"
 
 long long now_ms(void)
 {
@@ -228,10 +230,19 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+static void on_push(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ws_worker_drain(arg);
+}
+
 static void worker_free(worker_t *w)
 {
     if (w->base) {
+        ws_close_all(w); /* first: their chats are requests too */
         proxy_abort_all(w);
+        ws_worker_drain_discard(w);
     }
     if (w->http)
         evhttp_free(w->http);
@@ -244,6 +255,10 @@ static void worker_free(worker_t *w)
         event_free(w->flush_timer);
     if (w->snapshot_ev)
         event_free(w->snapshot_ev);
+    if (w->push_ev)
+        event_free(w->push_ev);
+    if (w->srv)
+        pthread_mutex_destroy(&w->push_lock);
     accesslog_buf_free(&w->alog);
     metrics_shard_free(w->metrics);
     if (w->base)
@@ -257,6 +272,7 @@ static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
 {
     w->id = id;
     w->srv = srv;
+    pthread_mutex_init(&w->push_lock, NULL);
     w->cfg = config_ref(cfg);
     w->cfg_gen = atomic_load(&srv->cfg_gen);
     if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
@@ -270,9 +286,10 @@ static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
     w->drain_timer = evtimer_new(w->base, on_drain_deadline, w);
     w->metrics = metrics_shard_new();
     w->snapshot_ev = event_new(w->base, -1, 0, on_snapshot, w);
+    w->push_ev = event_new(w->base, -1, 0, on_push, w);
     window_init(&w->window, atomic_load(&srv->window_since_ms));
     w->window_epoch = atomic_load(&srv->window_epoch);
-    if (!w->snapshot_ev || !w->up || !w->http || !w->wake || !w->drain_timer || !w->metrics ||
+    if (!w->snapshot_ev || !w->push_ev || !w->up || !w->http || !w->wake || !w->drain_timer || !w->metrics ||
         accesslog_buf_init(&w->alog, srv->alog) < 0)
         return -1;
     if (srv->alog) {
@@ -323,6 +340,19 @@ server_t *server_start(config_t *cfg)
     pthread_mutex_init(&srv->cfg_lock, NULL);
     srv->cfg = config_ref(cfg);
     atomic_store(&srv->pct_override, -1);
+    srv->ws_registry = ws_registry_new();
+    if (cfg->realtime.session_secret) {
+        /* A configured secret keeps tokens valid across restarts and replicas. */
+        SHA256((const unsigned char *)cfg->realtime.session_secret,
+               strlen(cfg->realtime.session_secret), srv->session_secret);
+    } else if (getrandom(srv->session_secret, sizeof(srv->session_secret), 0) !=
+               (ssize_t)sizeof(srv->session_secret)) {
+        log_error("event=random_failed");
+        goto fail;
+    }
+    srv->session_secret_len = sizeof(srv->session_secret);
+    if (!srv->ws_registry)
+        goto fail;
     atomic_store(&srv->window_since_ms, wall_ms());
     srv->n_workers = cfg->workers > 0 ? cfg->workers : 1;
     if (cfg->access_log.path) {
@@ -361,6 +391,7 @@ fail:
             worker_free(&srv->workers[i]);
     free(srv->workers);
     accesslog_close(srv->alog);
+    ws_registry_free(srv->ws_registry);
     config_unref(srv->cfg);
     pthread_mutex_destroy(&srv->cfg_lock);
     free(srv);
@@ -381,6 +412,7 @@ void server_stop(server_t *srv, int drain_ms)
         worker_free(&srv->workers[i]);
     free(srv->workers);
     accesslog_close(srv->alog);
+    ws_registry_free(srv->ws_registry);
     config_unref(srv->cfg);
     pthread_mutex_destroy(&srv->cfg_lock);
     free(srv);

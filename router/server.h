@@ -59,6 +59,11 @@ typedef struct worker {
     window_t snapshot;           /* copied on request, read by the controller */
     atomic_uint snapshot_done;   /* generation of the last copy (release) */
     struct event *snapshot_ev;
+    /* WebSocket connections of this worker, and pushes queued for them */
+    struct ws_conn *ws_conns;
+    pthread_mutex_t push_lock;
+    void *push_head;
+    struct event *push_ev;
 } worker_t;
 
 struct server {
@@ -77,6 +82,9 @@ struct server {
     atomic_uint window_epoch;     /* bumped when a stage starts: workers restart windows */
     atomic_llong window_since_ms; /* wall-clock ms the current windows measure from */
     atomic_uint snapshot_gen;
+    struct ws_registry *ws_registry;
+    unsigned char session_secret[32]; /* signs browser session tokens */
+    size_t session_secret_len;
 };
 
 /* Wall-clock milliseconds (persisted timestamps, window starts). */

@@ -28,6 +28,8 @@ have_pc yaml-0.1 || need libyaml-dev
 have_pc cmocka || need libcmocka-dev
 have_pc libcrypto || need libssl-dev
 [ -f /usr/include/wslay/wslay.h ] || need libwslay-dev
+# The browser test drives Debian's chromium (playwright-core, no browser download).
+[ -x /usr/bin/chromium ] || need chromium
 # promtool validates the /metrics exposition in the tests; Debian ships it with prometheus.
 have_cmd promtool || need prometheus
 # ASan/UBSan runtimes come with gcc on Debian (libasan8, libubsan1).

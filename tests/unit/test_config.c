@@ -389,7 +389,38 @@ static void test_unknown_key_hint(void **state)
                 F ":6:10: unknown key `body` in limits (expected `max_body_bytes`, "
                   "`max_header_bytes`, `client_stall_ms`)");
     /* blocks that later issues add are unknown today */
-    expect_error(PROVIDERS "clients: []\n", "unknown top-level key `clients`");
+    expect_error(PROVIDERS "client: []\n", "unknown top-level key `client`; did you mean `clients`?");
+}
+
+static void test_clients_cors_realtime(void **state)
+{
+    (void)state;
+    setenv("T_CLIENT_KEY", "ck-123", 1);
+    config_t *c = expect_ok(PROVIDERS "clients:\n"
+                                      "  - { name: web, key_env: T_CLIENT_KEY, user: u1, permissions: [chat, push] }\n"
+                                      "  - { name: b, key_sha256: \"" "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+                                      "\", user: u2 }\n"
+                                      "cors: { allow_origins: [\"https://app.example.com\"], allow_credentials: true, max_age_s: 60 }\n"
+                                      "realtime: { max_message_bytes: 4096, heartbeat_ms: 500 }\n");
+    assert_int_equal(c->n_clients, 2);
+    assert_string_equal(c->clients[0].user, "u1");
+    assert_int_equal(c->clients[0].permissions, CLIENT_PERM_CHAT | CLIENT_PERM_PUSH);
+    assert_int_equal(c->clients[1].permissions, CLIENT_PERM_CHAT);
+    assert_int_equal(c->clients[1].key_sha256[0], 0x2c); /* sha256("hello") */
+    assert_int_equal(c->cors.n_allow_origins, 1);
+    assert_true(c->cors.allow_credentials);
+    assert_int_equal(c->cors.max_age_s, 60);
+    assert_int_equal(c->realtime.max_message_bytes, 4096);
+    assert_int_equal(c->realtime.heartbeat_ms, 500);
+    config_unref(c);
+    expect_error(PROVIDERS "clients:\n  - { name: a, user: u }\n", "needs `key_env` or `key_sha256`");
+    expect_error(PROVIDERS "clients:\n  - { name: a, user: u, key_sha256: abc }\n", "64 hex digits");
+    expect_error(PROVIDERS "clients:\n  - { name: a, user: u, key_env: T_CLIENT_KEY, permissions: [admin] }\n",
+                 "must be `chat` or `push`");
+    expect_error(PROVIDERS "clients:\n  - { name: a, user: u, key: sk-1 }\n", "key");
+    expect_error(PROVIDERS "cors: { allow_origins: [\"*\"] }\n", "must be an origin such as");
+    expect_error(PROVIDERS "cors: { allow_origins: [\"https://a.com/path\"] }\n", "must be an origin");
+    unsetenv("T_CLIENT_KEY");
 }
 
 static void test_rollout_block(void **state)
@@ -889,6 +920,7 @@ int main(void)
         cmocka_unit_test_teardown(test_unknown_key_hint, teardown),
         cmocka_unit_test_teardown(test_fallback_block, teardown),
         cmocka_unit_test_teardown(test_rollout_block, teardown),
+        cmocka_unit_test_teardown(test_clients_cors_realtime, teardown),
         cmocka_unit_test_teardown(test_wrong_types, teardown),
         cmocka_unit_test_teardown(test_integers, teardown),
         cmocka_unit_test_teardown(test_percentage, teardown),
