@@ -111,6 +111,7 @@ typedef struct config {
         size_t max_body_bytes;
         size_t max_header_bytes;
         long client_stall_ms; /* a client that reads nothing this long is dropped */
+        long client_timeout_ms; /* a client that sends nothing (headers, body) this long */
     } limits;
     config_fallback_t fallback;
     struct {

@@ -1970,6 +1970,28 @@ void proxy_handle(struct evhttp_request *req, void *arg)
         }
         header_bytes += strlen(h->key) + strlen(h->value) + 4;
     }
+    /* Request smuggling: a body framed two ways, or two lengths, is refused, and the
+     * connection closed so that no leftover byte is read as another request. */
+    int n_cl = 0, te = 0, cl_differ = 0;
+    const char *first_cl = NULL;
+    TAILQ_FOREACH(h, in, next)
+    {
+        if (strcasecmp(h->key, "Content-Length") == 0) {
+            if (first_cl && strcmp(first_cl, h->value) != 0)
+                cl_differ = 1;
+            first_cl = first_cl ? first_cl : h->value;
+            n_cl++;
+        } else if (strcasecmp(h->key, "Transfer-Encoding") == 0) {
+            te = 1;
+        }
+    }
+    if ((te && n_cl > 0) || cl_differ) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        reply_early(req, cur, origin, 400, "invalid_request_error", "ambiguous_length",
+                    "The request has both Content-Length and Transfer-Encoding, or two "
+                    "different Content-Lengths.");
+        return;
+    }
     if (header_bytes > cur->limits.max_header_bytes) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
         reply_early(req, cur, origin, 431, "invalid_request_error", "headers_too_large",

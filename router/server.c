@@ -301,7 +301,11 @@ static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
     evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->limits.max_body_bytes);
     /* Twice our limit: proxy_handle answers 431 itself for what lies in between. */
     evhttp_set_max_headers_size(w->http, (ev_ssize_t)cfg->limits.max_header_bytes * 2);
-    evhttp_set_timeout(w->http, 60);
+    /* Slow-loris: a client that trickles its request is cut off; evhttp never blocks a
+     * worker, so the others are served meanwhile. */
+    struct timeval client_tv = {cfg->limits.client_timeout_ms / 1000,
+                                (cfg->limits.client_timeout_ms % 1000) * 1000};
+    evhttp_set_timeout_tv(w->http, &client_tv);
     evhttp_set_default_content_type(w->http, NULL);
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |

@@ -1,0 +1,191 @@
+"""Security cases (issue 8): each one fails if its protection is removed."""
+import json
+import resource
+import socket
+import time
+
+from harness import (Router, Sim, check, eq, openai_error, raw_request, router_config,
+                     status_of)
+
+
+CHAT = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _stack(extra="", **kw):
+    o, n = Sim("original"), Sim("new")
+    try:
+        r = Router(router_config(o, n, percentage=50, extra=extra, **kw))
+    except Exception:
+        o.stop()
+        n.stop()
+        raise
+    return o, n, r
+
+
+def _stop(*procs):
+    for p in procs:
+        p.stop()
+
+
+def case_control_characters_in_headers_are_refused():
+    o, n, r = _stack()
+    try:
+        for name, raw in (
+            ("bare CR in a value", b"X-Thing: a\rInjected: b\r\n"),
+            ("bare CR in a forwarded header", b"Idempotency-Key: a\rX-Evil: 1\r\n"),
+            ("control byte", b"X-Thing: a\x07b\r\n"),
+        ):
+            req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-user-id: s\r\n" + raw +
+                   b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+            o.reset()
+            n.reset()
+            resp = raw_request(r.port, req)
+            st = status_of(resp)
+            check(st in (400, None), f"{name}: status {st}")
+            eq(len(o.requests()) + len(n.requests()), 0, f"{name}: reached an upstream")
+    finally:
+        _stop(r, n, o)
+
+
+def case_ambiguous_body_framing_is_refused():
+    o, n, r = _stack()
+    try:
+        body = b'{"model":"gpt-4.1","messages":[]}'
+        both = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(len(body)).encode() +
+                b"\r\nTransfer-Encoding: chunked\r\n\r\n" + hex(len(body))[2:].encode() +
+                b"\r\n" + body + b"\r\n0\r\n\r\n")
+        two = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\nContent-Length: 5\r\n\r\n" +
+               body)
+        for name, req in (("Content-Length and Transfer-Encoding", both),
+                          ("two different Content-Lengths", two)):
+            o.reset()
+            n.reset()
+            resp = raw_request(r.port, req)
+            eq(status_of(resp), 400, name)
+            check(b"connection: close" in resp.lower(), f"{name}: connection not closed")
+            eq(len(o.requests()) + len(n.requests()), 0, f"{name}: reached an upstream")
+    finally:
+        _stop(r, n, o)
+
+
+def case_request_target_cannot_choose_the_host():
+    o, n, r = _stack()
+    try:
+        for target in (b"http://127.0.0.1:1/v1/models", b"//evil.example/v1/models",
+                       b"/v1/../../etc/passwd", b"/v1/%2e%2e/admin", b"/v1/models/..%2f..%2f"):
+            o.reset()
+            n.reset()
+            resp = raw_request(r.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            st = status_of(resp)
+            got = o.requests() + n.requests()
+            for rq in got:
+                check(rq["path"].startswith("/v1/") and ".." not in rq["path"],
+                      f"{target!r} reached {rq['path']}")
+            check(st in (200, 400, 404), f"{target!r}: {st}")
+    finally:
+        _stop(r, n, o)
+
+
+def case_slow_loris_is_cut_off_without_holding_the_worker():
+    o, n, r = _stack(extra="limits: { client_timeout_ms: 800 }", workers=1)
+    try:
+        slows = []
+        for _ in range(50):  # half-sent requests that then go quiet
+            c = socket.create_connection(("127.0.0.1", r.port))
+            c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-A: b")
+            slows.append(c)
+        t0 = time.monotonic()
+        for i in range(20):  # the only worker keeps serving others meanwhile
+            st, _, _ = r.chat(CHAT, {"x-user-id": f"s{i}"})
+            eq(st, 200, "served while slow clients hold connections")
+        for c in slows:
+            c.settimeout(5)
+            data = c.recv(4096)  # returns when the router closes the connection
+            check(time.monotonic() - t0 < 4, "a slow client was not cut off in time")
+            c.close()
+        took = time.monotonic() - t0
+        print(f"  50 stalled clients cut off within {took:.2f}s (client_timeout_ms 800)")
+    finally:
+        _stop(r, n, o)
+
+
+def case_ten_thousand_idle_connections_do_not_stop_service():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 10000 + 500
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, want + 1000), hard))
+    check(resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= want,
+          "this machine cannot open 10,000 sockets in one process")
+    o, n, r = _stack(extra="limits: { client_timeout_ms: 60000 }")
+    idle = []
+    try:
+        for _ in range(10000):
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", r.port))
+            except BlockingIOError:
+                pass
+            idle.append(s)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        for i in range(20):
+            st, _, _ = r.chat(CHAT, {"x-user-id": f"i{i}"})
+            eq(st, 200, "served with 10,000 idle connections open")
+        took = time.monotonic() - t0
+        check(took < 5, f"20 requests took {took:.1f}s beside 10,000 idle connections")
+        print(f"  20 requests in {took * 1000:.0f} ms beside 10,000 idle connections")
+    finally:
+        for s in idle:
+            s.close()
+        _stop(r, n, o)
+
+
+def case_admin_refuses_every_call_without_the_token():
+    env = {"SEC_ADMIN_TOKEN": "sec-token-value"}
+    o, n = Sim("original"), Sim("new")
+    r = Router(router_config(o, n, admin_extra=", token_env: SEC_ADMIN_TOKEN",
+                             extra="rollout: { state_file: \"/tmp/sec.state\", "
+                                   "audit_log: \"/tmp/sec-audit.jsonl\", mode: manual }"),
+               env=env)
+    try:
+        calls = [("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/admin/rollout"),
+                 ("POST", "/admin/rollout/rollback"), ("POST", "/admin/reload"),
+                 ("PUT", "/admin/flags/use_new_provider"),
+                 ("POST", "/ofrep/v1/evaluate/flags/use_new_provider"), ("GET", "/nope")]
+        for method, path in calls:
+            st, _, body = r.admin(method, path, {"percentage": 0} if method != "GET" else None)
+            eq(st, 401, f"{method} {path} without the token")
+            st, _, _ = r.admin(method, path, {} if method != "GET" else None,
+                               {"Authorization": "Bearer sec-token-valuf"})
+            eq(st, 401, f"{method} {path} with a wrong token")
+        st, _, _ = r.admin("GET", "/metrics", headers={"Authorization": "Bearer sec-token-value"})
+        eq(st, 200, "with the token")
+    finally:
+        _stop(r, n, o)
+
+
+def case_no_key_and_no_body_in_any_log_line():
+    env = {"SEC_ORIG_KEY": "sk-orig-LOGSECRET", "SEC_NEW_KEY": "sk-new-LOGSECRET"}
+    o = Sim("original", "--api-key", "sk-orig-LOGSECRET")
+    n = Sim("new", "--api-key", "sk-new-LOGSECRET")
+    log = f"/tmp/sec-access-{time.monotonic_ns()}.jsonl"
+    r = Router(router_config(o, n, percentage=50,
+                             original_extra="    api_key_env: SEC_ORIG_KEY",
+                             new_extra="    api_key_env: SEC_NEW_KEY",
+                             extra=f'access_log: {{ path: "{log}" }}'), env=env)
+    try:
+        for i in range(20):
+            r.chat({"model": "gpt-4.1", "messages": [{"role": "user", "content": "BODYSECRET"}],
+                    "stream": i % 2 == 0}, {"x-user-id": f"u{i}",
+                                            "Authorization": "Bearer sk-client-CLIENTSECRET",
+                                            "x-sim-fault": "new:status=503" if i % 3 == 0 else ""})
+        r.chat("{bad json BODYSECRET", {"Authorization": "Bearer sk-client-CLIENTSECRET"})
+        time.sleep(0.3)
+    finally:
+        _stop(r, n, o)
+    text = r.stderr_text() + open(log).read()
+    for secret in ("LOGSECRET", "CLIENTSECRET", "BODYSECRET"):
+        check(secret not in text, f"{secret} reached a log")
