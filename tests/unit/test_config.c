@@ -387,7 +387,7 @@ static void test_unknown_key_hint(void **state)
     /* no near miss: the known keys are listed */
     expect_line(PROVIDERS "limits: {body: 5}\n",
                 F ":6:10: unknown key `body` in limits (expected `max_body_bytes`, "
-                  "`max_header_bytes`, `client_stall_ms`)");
+                  "`max_header_bytes`, `client_stall_ms`, `client_timeout_ms`)");
     /* blocks that later issues add are unknown today */
     expect_error(PROVIDERS "client: []\n", "unknown top-level key `client`; did you mean `clients`?");
 }
