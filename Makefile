@@ -43,7 +43,7 @@ SIM_OBJS  := $(SIM_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps build unit test test-suite check-asan run demo clean fmt bench-metrics
+.PHONY: all deps build unit test test-suite check-asan run demo clean fmt bench-metrics soak
 
 # Objects are kept between runs (make would delete them as intermediates).
 .SECONDARY:
@@ -118,3 +118,8 @@ fmt:
 
 clean:
 	rm -rf build
+
+# A long mixed run with faults, reloads and a rollout (not part of make test).
+SOAK_MINUTES ?= 30
+soak: deps build
+	@SOAK_MINUTES=$(SOAK_MINUTES) BUILD=$(BUILD) node tests/soak/soak.mjs
