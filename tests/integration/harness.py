@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -177,9 +178,11 @@ class Router(Process):
         self.config_path = tmp_path(f"{name}-{time.monotonic_ns()}.yaml")
         with open(self.config_path, "w") as f:
             f.write(config_text)
-        super().__init__([binary("switchyard"), "-c", self.config_path], name, env=env,
+        # SWITCHYARD_WRAPPER runs the router under a tool (make check-valgrind).
+        wrapper = shlex.split(os.environ.get("SWITCHYARD_WRAPPER", ""))
+        super().__init__(wrapper + [binary("switchyard"), "-c", self.config_path], name, env=env,
                          stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + (60 if wrapper else 15)
         while time.monotonic() < deadline:
             m = re.search(r"event=listening addr=([0-9.:\[\]a-f]+):(\d+) admin=([0-9.]+):(\d+)",
                           self.stderr_text())
