@@ -154,6 +154,17 @@ static int scan_top_level(const char *s, size_t n, body_info_t *info)
 int body_parse(const char *buf, size_t len, body_info_t *info)
 {
     memset(info, 0, sizeof(*info));
+    /* JSON allows only space, tab, CR and LF between tokens, and no raw control byte in
+     * strings; cJSON is laxer (any byte up to 0x20 is space to it). Refusing them keeps
+     * cJSON and the scanner below reading the same structure. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+            info->error = "The request body contains a control character outside JSON's "
+                          "whitespace.";
+            return BODY_ERR_JSON;
+        }
+    }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(buf, &end, 1);
     if (!root || (size_t)(end - buf) != len) {

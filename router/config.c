@@ -2095,8 +2095,12 @@ config_t *config_load_buffer(const char *name, const char *yaml, size_t len, con
     size_t first_err = errs ? errs->n : 0, first_warn = errs ? errs->n_warnings : 0;
     config_t *c = load_tree(&ld, yaml ? yaml : "", yaml ? len : 0);
     if (errs != NULL) {
-        sort_lines(errs->lines + first_err, errs->n - first_err, strlen(ld.file));
-        sort_lines(errs->warnings + first_warn, errs->n_warnings - first_warn, strlen(ld.file));
+        /* Only with lines to sort: the arrays are NULL until the first one. */
+        if (errs->n - first_err > 1)
+            sort_lines(errs->lines + first_err, errs->n - first_err, strlen(ld.file));
+        if (errs->n_warnings - first_warn > 1)
+            sort_lines(errs->warnings + first_warn, errs->n_warnings - first_warn,
+                       strlen(ld.file));
     }
     return c;
 }

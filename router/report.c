@@ -368,11 +368,25 @@ static size_t *slot_for(size_t *slots, size_t cap, const model_t *models, const 
     return &slots[i];
 }
 
-/* The index of model `name` (0 for NULL), added when new; (size_t)-1 on OOM. */
-static size_t model_index(report_agg_t *a, const char *name)
+/* The index of model `name` (0 for NULL), added when new; (size_t)-1 on OOM.
+ * Names are stored cleaned of invalid UTF-8 and looked up the same way, so one
+ * odd name is one group, not one per line. */
+static size_t model_index_clean(report_agg_t *a, const char *name);
+
+static size_t model_index(report_agg_t *a, const char *raw)
 {
-    if (name == NULL)
+    if (raw == NULL)
         return 0;
+    char *name = dup_utf8(raw);
+    if (name == NULL)
+        return (size_t)-1;
+    size_t i = model_index_clean(a, name);
+    free(name);
+    return i;
+}
+
+static size_t model_index_clean(report_agg_t *a, const char *name)
+{
     if ((a->n_models + 1) * 2 > a->cap_slots) {
         size_t nc = a->cap_slots ? a->cap_slots * 2 : 64;
         size_t *ns = calloc(nc, sizeof *ns);
@@ -397,18 +411,23 @@ static size_t model_index(report_agg_t *a, const char *name)
     return a->n_models++;
 }
 
-static size_t provider_index(report_agg_t *a, const char *name)
+static size_t provider_index(report_agg_t *a, const char *raw)
 {
-    if (name == NULL)
+    if (raw == NULL)
         return 0;
-    for (size_t i = 1; i < a->n_provs; i++)
-        if (strcmp(a->provs[i].name, name) == 0)
-            return i;
-    if (grow(&a->provs, &a->cap_provs, a->n_provs, sizeof *a->provs) != 0)
-        return (size_t)-1;
-    char *copy = dup_utf8(name);
+    char *copy = dup_utf8(raw);
     if (copy == NULL)
         return (size_t)-1;
+    const char *name = copy;
+    for (size_t i = 1; i < a->n_provs; i++)
+        if (strcmp(a->provs[i].name, name) == 0) {
+            free(copy);
+            return i;
+        }
+    if (grow(&a->provs, &a->cap_provs, a->n_provs, sizeof *a->provs) != 0) {
+        free(copy);
+        return (size_t)-1;
+    }
     provider_t *p = &a->provs[a->n_provs];
     p->name = copy;
     p->role = -1;

@@ -25,7 +25,10 @@ static cJSON *parse_copy(const char *json, size_t len)
 static long num(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return cJSON_IsNumber(v) && v->valuedouble >= 0 ? (long)v->valuedouble : -1;
+    /* A provider's number is untrusted: out of range (or infinite) is no number. */
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 9.0e15
+               ? (long)v->valuedouble
+               : -1;
 }
 
 static int read_usage(const cJSON *usage, usage_t *u)

@@ -50,6 +50,10 @@ static void test_rejects_bad_bodies(void **state)
     assert_int_equal(parse("\"model\"", &b), BODY_ERR_NOT_OBJECT);
     assert_int_equal(parse("{\"model\":1}", &b), BODY_ERR_TYPE);
     assert_int_equal(parse("{\"stream\":\"yes\"}", &b), BODY_ERR_TYPE);
+    /* cJSON takes any byte up to 0x20 as space; the scanner must not see another
+     * structure (found by fuzzing: a hidden second "model"). */
+    assert_int_equal(parse("{\"model\":\"a\",\"x\":\x01{},\"model\":\"b\"}", &b), BODY_ERR_JSON);
+    assert_int_equal(parse("{\"model\":\x0b\"a\"}", &b), BODY_ERR_JSON);
     assert_non_null(b.error);
 }
 
