@@ -1,0 +1,41 @@
+/*
+ * fuzz_usage — token accounting from upstream responses (router/usage.c on
+ * cJSON): usage_from_json and usage_content_chars on a whole response body, the
+ * event helpers on the same bytes.
+ *
+ * Invariants beyond "no ASan/UBSan report, no leak":
+ *   - found usage is non-negative, cached <= prompt, source "upstream";
+ *   - content chars are -1 or a length no larger than the input;
+ *   - usage_strip_event never grows its input and withholds exactly the events
+ *     usage_event_has_usage flags.
+ */
+#include "usage.h"
+
+#include "fuzz_common.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* exact-size copy: the module copies before parsing and must stop at size */
+    char *buf = fuzz_dup(data, size);
+    usage_t u = {0};
+    if (usage_from_json(buf, size, &u) == 0) {
+        FUZZ_CHECK(u.prompt >= 0 && u.completion >= 0 && u.cached >= 0);
+        FUZZ_CHECK(u.cached <= u.prompt);
+        FUZZ_CHECK(u.source == USAGE_UPSTREAM);
+        FUZZ_CHECK(strcmp(usage_source_name(u.source), "upstream") == 0);
+    }
+    long chars = usage_content_chars(buf, size);
+    FUZZ_CHECK(chars >= -1 && (chars < 0 || (size_t)chars <= size));
+    int has = usage_event_has_usage(buf, size);
+    long kept = usage_strip_event(buf, size); /* rewrites buf in place */
+    if (has)
+        FUZZ_CHECK(kept == -1);
+    else
+        FUZZ_CHECK(kept >= 0 && (size_t)kept <= size && (size - (size_t)kept) % 13 == 0);
+    long est = usage_estimate_tokens(size);
+    FUZZ_CHECK(size == 0 ? est == 0 : (est >= 1 && (size_t)est <= size));
+    free(buf);
+    return 0;
+}
