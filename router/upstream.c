@@ -72,7 +72,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     socket_action(arg, CURL_SOCKET_TIMEOUT, 0);
 }
 
-/* libcurl: only (re)arm our timer here, never call back into libcurl. */
+/* libcurl: only (re)arm our timer here, never call back into libcurl. A 0 ms timeout
+ * becomes a zero timeval: libevent runs it on its next loop iteration, outside this
+ * callback, which is what the "never call libcurl from here" rule needs. Rounding it
+ * up to 1 ms (DESIGN.md's hiperfifo note) cost every request 2-3 ms of sleep, since
+ * libcurl asks for 0 ms at each add and several state changes (docs/PERFORMANCE.md). */
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
     (void)multi;
@@ -81,8 +85,6 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
         evtimer_del(u->timer);
         return 0;
     }
-    if (timeout_ms == 0)
-        timeout_ms = 1;
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     evtimer_add(u->timer, &tv);
     return 0;
@@ -158,6 +160,9 @@ static void set_fixed_options(CURL *e)
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* SSE events are far below 4 KiB; libcurl's 16 KiB default per transfer is most of
+     * what 10,000 concurrent streams cost in memory. */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
 }
 
 CURL *upstream_easy_get(upstream_t *u)
