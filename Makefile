@@ -95,11 +95,18 @@ test-suite: build unit
 check-asan: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=1 test-suite
 
+# Everything: the suite on the normal and the ASan+UBSan build, 10 s of each fuzz
+# target, the integration suite under valgrind, and a short benchmark smoke run.
 test: deps
 	@$(MAKE) --no-print-directory BUILD=build test-suite; rc1=$$?; \
 	 $(MAKE) --no-print-directory BUILD=build/asan SANITIZE=1 test-suite; rc2=$$?; \
-	 sh tests/total.sh build/test-results.txt build/asan/test-results.txt; \
-	 [ $$rc1 -eq 0 ] && [ $$rc2 -eq 0 ]
+	 $(MAKE) --no-print-directory BUILD=build fuzz-smoke FUZZ_JOBS=2; rc3=$$?; \
+	 $(MAKE) --no-print-directory BUILD=build check-valgrind; rc4=$$?; \
+	 $(MAKE) --no-print-directory BUILD=build bench-smoke; rc5=$$?; \
+	 sh tests/total.sh build/test-results.txt build/asan/test-results.txt \
+	    build/fuzz-results.txt build/valgrind-results.txt build/bench-smoke-results.txt; \
+	 [ $$rc1 -eq 0 ] && [ $$rc2 -eq 0 ] && [ $$rc3 -eq 0 ] && [ $$rc4 -eq 0 ] && \
+	 [ $$rc5 -eq 0 ]
 
 run: deps build
 	@sh tools/run.sh
