@@ -383,8 +383,9 @@ void rollout_evaluate(const rollout_policy_t *pol, const window_t *win, long lon
                               pol->error_rate_increase, pol->confidence, pol->min_requests);
     out->verdict[GATE_ERROR_RATE] = out->error_rate.verdict;
     out->verdict[GATE_LATENCY] =
-        stats_latency_gate(&vn->latency, &vo->latency, pol->latency_p95_ratio, pol->confidence,
-                           pol->min_requests, &out->latency_ratio, &out->latency_mwu);
+        stats_latency_gate_floor(&vn->latency, &vo->latency, pol->latency_p95_ratio,
+                                 pol->latency_min_diff_ms, pol->confidence, pol->min_requests,
+                                 &out->latency_ratio, &out->latency_mwu);
     /* No stream on either side: clients of this router do not stream, TTFT does not
      * apply. Streams on one side only, or too few, are INCONCLUSIVE (stats_latency_gate
      * needs min_requests first tokens on both sides): a provider that never reports a
@@ -393,8 +394,9 @@ void rollout_evaluate(const rollout_policy_t *pol, const window_t *win, long lon
         out->verdict[GATE_TTFT] = STATS_PASS;
     else
         out->verdict[GATE_TTFT] =
-            stats_latency_gate(&vn->ttft, &vo->ttft, pol->ttft_p95_ratio, pol->confidence,
-                               pol->min_requests, &out->ttft_ratio, &out->ttft_mwu);
+            stats_latency_gate_floor(&vn->ttft, &vo->ttft, pol->ttft_p95_ratio,
+                                     pol->latency_min_diff_ms, pol->confidence,
+                                     pol->min_requests, &out->ttft_ratio, &out->ttft_mwu);
     out->verdict[GATE_COST] = cost_gate(out->summary[WINDOW_NEW].cost_per_1k_tokens,
                                         out->summary[WINDOW_ORIGINAL].cost_per_1k_tokens,
                                         pol->cost_per_1k_tokens_ratio, &out->cost_ratio);

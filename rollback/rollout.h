@@ -99,7 +99,9 @@ typedef struct {
     uint64_t min_requests; /* per variant per stage */
     int failure_threshold; /* consecutive failing checks */
     double error_rate_increase, confidence, latency_p95_ratio, ttft_p95_ratio,
-        cost_per_1k_tokens_ratio; /* a ratio of INFINITY turns that gate off (always PASS) */
+        cost_per_1k_tokens_ratio;
+    /* a ratio of INFINITY turns that gate off (always PASS) */
+    double latency_min_diff_ms; /* latency/TTFT p95 differences below this always pass */
     rollout_on_failure_t on_failure;
 } rollout_policy_t;
 

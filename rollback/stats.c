@@ -181,8 +181,17 @@ stats_verdict_t stats_latency_gate(const loghist_t *new_, const loghist_t *orig,
                                    double max_p95_ratio, double confidence, uint64_t min_n,
                                    double *ratio_out, stats_mwu_result_t *mwu_out)
 {
+    return stats_latency_gate_floor(new_, orig, max_p95_ratio, 0.0, confidence, min_n,
+                                    ratio_out, mwu_out);
+}
+
+stats_verdict_t stats_latency_gate_floor(const loghist_t *new_, const loghist_t *orig,
+                                         double max_p95_ratio, double min_diff_ms,
+                                         double confidence, uint64_t min_n, double *ratio_out,
+                                         stats_mwu_result_t *mwu_out)
+{
     stats_mwu_result_t mwu = {NAN, NAN, NAN};
-    double ratio = NAN, p95_new, p95_orig;
+    double ratio = NAN, p95_new = NAN, p95_orig = NAN;
     uint64_t need = min_n ? min_n : 1;
     stats_verdict_t v = STATS_INCONCLUSIVE;
 
@@ -202,7 +211,10 @@ stats_verdict_t stats_latency_gate(const loghist_t *new_, const loghist_t *orig,
     if (loghist_count(new_) < need || loghist_count(orig) < need || !valid_confidence(confidence) ||
         isnan(max_p95_ratio))
         return STATS_INCONCLUSIVE;
-    if (ratio <= max_p95_ratio)
+    /* A difference too small to matter passes whatever the ratio: at sub-millisecond
+     * latencies a few tens of microseconds of noise are a large ratio, and with
+     * thousands of samples Mann-Whitney calls even that a shift. */
+    if (ratio <= max_p95_ratio || p95_new - p95_orig <= min_diff_ms)
         v = STATS_PASS;
     else if (mwu.p_value < 1.0 - confidence)
         v = STATS_FAIL;

@@ -101,4 +101,11 @@ stats_verdict_t stats_latency_gate(const loghist_t *new_, const loghist_t *orig,
                                    double max_p95_ratio, double confidence, uint64_t min_n,
                                    double *ratio_out, stats_mwu_result_t *mwu_out);
 
+/* The same, and PASS whenever p95(new) - p95(orig) <= min_diff_ms (a difference too
+ * small to matter, whatever the ratio). */
+stats_verdict_t stats_latency_gate_floor(const loghist_t *new_, const loghist_t *orig,
+                                         double max_p95_ratio, double min_diff_ms,
+                                         double confidence, uint64_t min_n, double *ratio_out,
+                                         stats_mwu_result_t *mwu_out);
+
 #endif

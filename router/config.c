@@ -1531,6 +1531,8 @@ static const field_t gates_fields[] = {
     {"ttft_p95_ratio", field_decimal_at, DEC_AT(rollout.ttft_p95_ratio, 0.01, 100), 0, 0},
     {"cost_per_1k_tokens_ratio", field_decimal_at,
      DEC_AT(rollout.cost_per_1k_tokens_ratio, 0.01, 100), 0, 0},
+    {"latency_min_difference_ms", field_decimal_at,
+     DEC_AT(rollout.latency_min_difference_ms, 0, 600000), 0, 0},
 };
 SUB_BLOCK(field_gates, gates_fields)
 
@@ -1895,6 +1897,7 @@ static config_t *config_new_defaults(const char *name)
         .latency_p95_ratio = 1.25,
         .ttft_p95_ratio = 1.25,
         .cost_per_1k_tokens_ratio = 1.0,
+        .latency_min_difference_ms = 10,
         .on_failure = 0,
     };
     c->fallback = (config_fallback_t){

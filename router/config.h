@@ -82,6 +82,7 @@ typedef struct {
     long failure_threshold;
     double error_rate_increase, confidence, latency_p95_ratio, ttft_p95_ratio,
         cost_per_1k_tokens_ratio;
+    double latency_min_difference_ms; /* p95 differences below this pass the latency gates */
     int on_failure; /* 0 rollback, 1 step_down, 2 pause (rollout_on_failure_t) */
     char *state_file, *audit_log;
 } config_rollout_t;

@@ -71,6 +71,7 @@ static void policy_from_config(rollout_policy_t *p, const config_rollout_t *r)
     p->latency_p95_ratio = r->latency_p95_ratio;
     p->ttft_p95_ratio = r->ttft_p95_ratio;
     p->cost_per_1k_tokens_ratio = r->cost_per_1k_tokens_ratio;
+    p->latency_min_diff_ms = r->latency_min_difference_ms;
     p->on_failure = (rollout_on_failure_t)r->on_failure;
 }
 

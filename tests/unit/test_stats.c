@@ -508,6 +508,35 @@ static void test_latency_gate_edges(void **state)
     assert_int_equal(stats_latency_gate(&a, &b, 1.2, 0.2, 10, NULL, NULL), STATS_INCONCLUSIVE);
 }
 
+/* Sub-millisecond latencies: a 1.5x ratio that is 0.15 ms is noise to an LLM client. */
+static void test_latency_floor(void **state)
+{
+    (void)state;
+    loghist_t a, b;
+    loghist_init(&a);
+    loghist_init(&b);
+    for (int i = 0; i < 2000; i++) {
+        loghist_add(&a, 0.45 + 0.0001 * (i % 50));
+        loghist_add(&b, 0.30 + 0.0001 * (i % 50));
+    }
+    double ratio;
+    assert_int_equal(stats_latency_gate(&a, &b, 1.25, 0.95, 100, &ratio, NULL), STATS_FAIL);
+    assert_true(ratio > 1.4);
+    assert_int_equal(stats_latency_gate_floor(&a, &b, 1.25, 10.0, 0.95, 100, NULL, NULL),
+                     STATS_PASS);
+    /* a difference above the floor still fails */
+    loghist_t c;
+    loghist_init(&c);
+    for (int i = 0; i < 2000; i++)
+        loghist_add(&c, 40.0 + 0.01 * (i % 50));
+    loghist_t d;
+    loghist_init(&d);
+    for (int i = 0; i < 2000; i++)
+        loghist_add(&d, 20.0 + 0.01 * (i % 50));
+    assert_int_equal(stats_latency_gate_floor(&c, &d, 1.25, 10.0, 0.95, 100, NULL, NULL),
+                     STATS_FAIL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -526,6 +555,7 @@ int main(void)
         cmocka_unit_test(test_mwu_degenerate),
         cmocka_unit_test(test_latency_gate_verdicts),
         cmocka_unit_test(test_latency_gate_edges),
+        cmocka_unit_test(test_latency_floor),
     };
 
     return cmocka_run_group_tests_name("stats", tests, NULL, NULL);
