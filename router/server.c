@@ -336,6 +336,20 @@ static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
     return 0;
 }
 
+/* Frees the workers (their threads joined or never started) and the server. */
+static void server_free(server_t *srv)
+{
+    if (srv->workers)
+        for (int i = 0; i < srv->n_workers; i++)
+            worker_free(&srv->workers[i]);
+    free(srv->workers);
+    accesslog_close(srv->alog);
+    ws_registry_free(srv->ws_registry);
+    config_unref(srv->cfg);
+    pthread_mutex_destroy(&srv->cfg_lock);
+    free(srv);
+}
+
 server_t *server_start(config_t *cfg)
 {
     server_t *srv = calloc(1, sizeof(*srv));
@@ -390,15 +404,7 @@ server_t *server_start(config_t *cfg)
     }
     return srv;
 fail:
-    if (srv->workers)
-        for (int i = 0; i < srv->n_workers; i++)
-            worker_free(&srv->workers[i]);
-    free(srv->workers);
-    accesslog_close(srv->alog);
-    ws_registry_free(srv->ws_registry);
-    config_unref(srv->cfg);
-    pthread_mutex_destroy(&srv->cfg_lock);
-    free(srv);
+    server_free(srv);
     return NULL;
 }
 
@@ -412,12 +418,5 @@ void server_stop(server_t *srv, int drain_ms)
         event_active(srv->workers[i].wake, EV_TIMEOUT, 0);
     for (int i = 0; i < srv->n_workers; i++)
         pthread_join(srv->workers[i].thread, NULL);
-    for (int i = 0; i < srv->n_workers; i++)
-        worker_free(&srv->workers[i]);
-    free(srv->workers);
-    accesslog_close(srv->alog);
-    ws_registry_free(srv->ws_registry);
-    config_unref(srv->cfg);
-    pthread_mutex_destroy(&srv->cfg_lock);
-    free(srv);
+    server_free(srv);
 }

@@ -3,6 +3,8 @@
 # Probes pkg-config names, headers and tools; runs `apt-get update` at most once and
 # a single `apt-get install -y` with the missing Debian packages; `npm ci` in
 # tests/e2e when its node_modules is missing or older than package-lock.json.
+# Arguments COMMAND:PACKAGE add tools to check (bench/deps.sh: nginx:nginx wrk:wrk);
+# with arguments only those are checked and npm is left alone.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -13,7 +15,18 @@ need() { # need DEBIAN_PACKAGE: add it to the install list once
 have_cmd() { command -v "$1" >/dev/null 2>&1; }
 have_pc() { have_cmd pkg-config && pkg-config --exists "$1" 2>/dev/null; }
 
-have_cmd pkg-config || need pkg-config
+if [ $# -gt 0 ]; then
+    for pair in "$@"; do
+        cmd=${pair%%:*}
+        have_cmd "$cmd" || [ -x "/usr/sbin/$cmd" ] || need "${pair#*:}"
+    done
+    only_extra=1
+else
+    only_extra=0
+fi
+
+[ "$only_extra" = 1 ] || have_cmd pkg-config || need pkg-config
+if [ "$only_extra" = 0 ]; then
 have_cmd cc || need gcc
 have_cmd make || need make
 have_cmd python3 || need python3
@@ -32,6 +45,7 @@ have_pc libcrypto || need libssl-dev
 [ -x /usr/bin/chromium ] || need chromium
 # promtool validates the /metrics exposition in the tests; Debian ships it with prometheus.
 have_cmd promtool || need prometheus
+fi
 # ASan/UBSan runtimes come with gcc on Debian (libasan8, libubsan1).
 [ -n "$(ls /usr/lib/gcc/*/*/libasan.so 2>/dev/null)" ] || need libasan8
 
@@ -58,7 +72,7 @@ if [ -n "$missing" ]; then
     [ "$rc" -eq 0 ] || exit "$rc"
 fi
 
-if [ -f tests/e2e/package-lock.json ]; then
+if [ "$only_extra" = 0 ] && [ -f tests/e2e/package-lock.json ]; then
     if [ ! -d tests/e2e/node_modules ] ||
        [ tests/e2e/package-lock.json -nt tests/e2e/node_modules/.package-lock.json ]; then
         echo "deps: npm ci in tests/e2e"
