@@ -566,11 +566,6 @@ static cJSON *check_json(const rollout_check_t *k)
     return o;
 }
 
-static const char *mode_name(rollout_mode_t m)
-{
-    return m == ROLLOUT_MODE_AUTO ? "auto" : m == ROLLOUT_MODE_MANUAL ? "manual" : "rollback";
-}
-
 char *controller_status_json(controller_t *c)
 {
     cJSON *o = cJSON_CreateObject();
@@ -578,7 +573,7 @@ char *controller_status_json(controller_t *c)
     cJSON_AddBoolToObject(o, "enabled", c->active);
     add_num(o, "percentage", (bp < 0 ? (c->file_bp < 0 ? 0 : c->file_bp) : bp) / 100.0);
     if (c->active) {
-        cJSON_AddStringToObject(o, "mode", mode_name(c->pol.mode));
+        cJSON_AddStringToObject(o, "mode", rollout_mode_name(c->pol.mode));
         cJSON_AddStringToObject(o, "phase", rollout_phase_name(c->st.phase));
         cJSON_AddNumberToObject(o, "stage", c->st.stage);
         cJSON *stages = cJSON_AddArrayToObject(o, "stages");
