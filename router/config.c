@@ -707,6 +707,7 @@ static const field_t limits_fields[] = {
     {"max_header_bytes", field_limit, 1, 0, 0},
     {"client_stall_ms", field_int_at, INT_AT(limits.client_stall_ms, 100, 3600000), 0, 0},
     {"client_timeout_ms", field_int_at, INT_AT(limits.client_timeout_ms, 100, 3600000), 0, 0},
+    {"header_timeout_ms", field_int_at, INT_AT(limits.header_timeout_ms, 100, 3600000), 0, 0},
 };
 
 /* ---- fallback ------------------------------------------------------------- */
@@ -1874,6 +1875,7 @@ static config_t *config_new_defaults(const char *name)
     c->limits.max_header_bytes = DEFAULT_MAX_HEADER;
     c->limits.client_stall_ms = 30000;
     c->limits.client_timeout_ms = 30000;
+    c->limits.header_timeout_ms = 10000;
     c->cors.max_age_s = 600;
     c->realtime.max_message_bytes = 1 << 20;
     c->realtime.max_connections_per_key = 10000;

@@ -113,6 +113,7 @@ typedef struct config {
         size_t max_header_bytes;
         long client_stall_ms; /* a client that reads nothing this long is dropped */
         long client_timeout_ms; /* a client that sends nothing (headers, body) this long */
+        long header_timeout_ms; /* a request head (line + headers) taking longer in total */
     } limits;
     config_fallback_t fallback;
     struct {

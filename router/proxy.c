@@ -35,6 +35,7 @@
 #include "clientauth.h"
 #include "failure.h"
 #include "flags.h"
+#include "headguard.h"
 #include "httputil.h"
 #include "log.h"
 #include "pricing.h"
@@ -1936,6 +1937,18 @@ void proxy_handle(struct evhttp_request *req, void *arg)
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     if (!path || !*path)
         path = "/";
+    /* Before anything else: the verdict also starts watching the connection's next head. */
+    enum headguard_verdict guard = headguard_verdict(req);
+    if (guard != HEADGUARD_OK) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        if (guard == HEADGUARD_NUL)
+            http_reply_error(req, 400, "invalid_request_error", "invalid_header",
+                             "The request line or a header contains a NUL byte.");
+        else
+            http_reply_error(req, 408, "invalid_request_error", "request_timeout",
+                             "The request headers took too long to arrive.");
+        return;
+    }
 
     if (strcmp(path, "/healthz") == 0) {
         if (method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD)

@@ -18,6 +18,7 @@
 #include <event2/thread.h>
 #include <openssl/sha.h>
 
+#include "headguard.h"
 #include "log.h"
 #include "proxy.h"
 #include "ws.h"
@@ -226,6 +227,7 @@ char *server_metrics_text(server_t *srv)
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
+    headguard_attach(w->guard);
     event_base_dispatch(w->base);
     return NULL;
 }
@@ -246,6 +248,7 @@ static void worker_free(worker_t *w)
     }
     if (w->http)
         evhttp_free(w->http);
+    headguard_free(w->guard);
     upstream_free(w->up);
     if (w->wake)
         event_free(w->wake);
@@ -282,6 +285,7 @@ static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
         return -1;
     w->up = upstream_new(w->base);
     w->http = evhttp_new(w->base);
+    w->guard = headguard_new(w->base, cfg->limits.header_timeout_ms);
     w->wake = event_new(w->base, -1, 0, on_wake, w);
     w->drain_timer = evtimer_new(w->base, on_drain_deadline, w);
     w->metrics = metrics_shard_new();
@@ -289,7 +293,7 @@ static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
     w->push_ev = event_new(w->base, -1, 0, on_push, w);
     window_init(&w->window, atomic_load(&srv->window_since_ms));
     w->window_epoch = atomic_load(&srv->window_epoch);
-    if (!w->snapshot_ev || !w->push_ev || !w->up || !w->http || !w->wake || !w->drain_timer || !w->metrics ||
+    if (!w->snapshot_ev || !w->push_ev || !w->up || !w->http || !w->guard || !w->wake || !w->drain_timer || !w->metrics ||
         accesslog_buf_init(&w->alog, srv->alog) < 0)
         return -1;
     if (srv->alog) {
@@ -311,6 +315,7 @@ static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(w->http, proxy_handle, w);
+    evhttp_set_bevcb(w->http, headguard_bevcb, w->guard);
 
     struct evconnlistener *l = evconnlistener_new_bind(
         w->base, NULL, NULL,

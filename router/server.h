@@ -42,6 +42,7 @@ typedef struct worker {
     struct evhttp_bound_socket *bound;
     struct event *wake; /* activated from other threads: drain / stop */
     struct event *drain_timer;
+    struct headguard *guard; /* raw request-head checks (headguard.h) */
     upstream_t *up;
     config_t *cfg; /* this worker's reference to the current snapshot */
     unsigned cfg_gen;

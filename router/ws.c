@@ -17,6 +17,7 @@
 #include <wslay/wslay.h>
 
 #include "clientauth.h"
+#include "headguard.h"
 #include "httputil.h"
 #include "log.h"
 #include "proxy.h"
@@ -632,6 +633,7 @@ void ws_accept(worker_t *w, struct evhttp_request *req, const config_client_t *c
                         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                         "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
                         accept);
+    headguard_release(req); /* frames are not request heads */
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_set_timeouts(c->bev, NULL, NULL);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);

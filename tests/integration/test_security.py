@@ -1,5 +1,6 @@
 """Security cases (issue 8): each one fails if its protection is removed."""
 import json
+import re
 import resource
 import socket
 import time
@@ -43,6 +44,116 @@ def case_control_characters_in_headers_are_refused():
             st = status_of(resp)
             check(st in (400, None), f"{name}: status {st}")
             eq(len(o.requests()) + len(n.requests()), 0, f"{name}: reached an upstream")
+    finally:
+        _stop(r, n, o)
+
+
+def _read_all(s, until_closed_within):
+    """Reads until the peer closes (or the deadline passes); returns (bytes, closed)."""
+    s.settimeout(0.2)
+    end = time.monotonic() + until_closed_within
+    data = b""
+    while time.monotonic() < end:
+        try:
+            c = s.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return data, True
+        if not c:
+            return data, True
+        data += c
+    return data, False
+
+
+def case_nul_in_the_request_head_is_refused():
+    o, n, r = _stack()
+    try:
+        body = json.dumps(CHAT).encode()
+
+        def req(extra=b"", target=b"/v1/chat/completions"):
+            return (b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nx-user-id: nul\r\n" + extra +
+                    b"Content-Type: application/json\r\nContent-Length: " +
+                    str(len(body)).encode() + b"\r\n\r\n" + body)
+
+        for name, raw in (
+            ("NUL in a header value", req(b"X-Thing: a\x00Injected: b\r\n")),
+            ("NUL in a forwarded header", req(b"Idempotency-Key: k\x00evil\r\n")),
+            ("NUL in the request target", req(target=b"/v1/chat/completions\x00/../admin")),
+        ):
+            o.reset()
+            n.reset()
+            st = status_of(raw_request(r.port, raw))
+            eq(st, 400, f"{name}: status")
+            eq(len(o.requests()) + len(n.requests()), 0, f"{name}: reached an upstream")
+        # Keep-alive and pipelining: two clean requests, then one with a NUL, in one
+        # write. The clean ones are served; the third is refused and the connection closed.
+        o.reset()
+        n.reset()
+        s = socket.create_connection(("127.0.0.1", r.port))
+        s.sendall(req() + req() + req(b"X-Thing: a\x00b\r\n"))
+        data, closed = _read_all(s, 5)
+        s.close()
+        codes = [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3})", data)]
+        eq(codes, [200, 200, 400], "pipelined answers")
+        check(closed, "the connection stays open after a NUL")
+        eq(len(o.requests()) + len(n.requests()), 2, "requests that reached an upstream")
+        # NUL bytes after the head are the body's business, not the head guard's: a
+        # body with a NUL in a JSON string is not refused as a bad header.
+        nul_body = b'{"model":"gpt-4.1","messages":[{"role":"user","content":"a\x00b"}]}'
+        raw = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-user-id: nul\r\n"
+               b"Content-Type: application/json\r\nContent-Length: " +
+               str(len(nul_body)).encode() + b"\r\n\r\n" + nul_body)
+        resp = raw_request(r.port, raw)
+        check(b"invalid_header" not in resp, f"a NUL in the body was judged as a header: {resp[:200]!r}")
+    finally:
+        _stop(r, n, o)
+
+
+def case_trickled_head_is_cut_off():
+    # Each byte comes well within client_timeout_ms (an idle timeout), so only the
+    # total deadline on the head (header_timeout_ms) can end this.
+    o, n, r = _stack(extra="limits: { client_timeout_ms: 1000, header_timeout_ms: 1500 }", workers=1)
+    try:
+        head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" +
+                b"".join(b"X-Pad-%d: %s\r\n" % (i, b"y" * 40) for i in range(40)))
+        s = socket.create_connection(("127.0.0.1", r.port))
+        s.settimeout(0.2)
+        t0 = time.monotonic()
+        got = b""
+        closed = False
+        for i in range(0, len(head), 4):  # 4 bytes every 0.25 s: ~110 s for the head
+            try:
+                s.sendall(head[i:i + 4])
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            try:
+                c = s.recv(4096)
+                if not c:
+                    closed = True
+                    break
+                got += c
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                closed = True
+                break
+            if time.monotonic() - t0 > 6:
+                break
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+        if not closed:
+            more, closed = _read_all(s, 1)
+            got += more
+        s.close()
+        check(closed, f"a trickling client kept its connection for {took:.1f}s")
+        check(took < 3.0, f"cut off after {took:.2f}s (header_timeout_ms 1500)")
+        eq(status_of(got), 408, "answer to the trickled head")
+        # The worker is free for others at once.
+        st, _, _ = r.chat(CHAT, {"x-user-id": "after"})
+        eq(st, 200, "served after the trickler")
+        print(f"  trickling client cut off after {took:.2f}s with 408 (header_timeout_ms 1500)")
     finally:
         _stop(r, n, o)
 

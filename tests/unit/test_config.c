@@ -387,7 +387,7 @@ static void test_unknown_key_hint(void **state)
     /* no near miss: the known keys are listed */
     expect_line(PROVIDERS "limits: {body: 5}\n",
                 F ":6:10: unknown key `body` in limits (expected `max_body_bytes`, "
-                  "`max_header_bytes`, `client_stall_ms`, `client_timeout_ms`)");
+                  "`max_header_bytes`, `client_stall_ms`, `client_timeout_ms`, `header_timeout_ms`)");
     /* blocks that later issues add are unknown today */
     expect_error(PROVIDERS "client: []\n", "unknown top-level key `client`; did you mean `clients`?");
 }
@@ -486,13 +486,14 @@ static void test_fallback_block(void **state)
     assert_int_equal(c->fallback.budget_percent, 20);
     assert_int_equal(c->fallback.eject_consecutive, 5);
     assert_int_equal(c->limits.client_stall_ms, 30000);
+    assert_int_equal(c->limits.header_timeout_ms, 10000);
     config_unref(c);
     c = expect_ok(PROVIDERS "fallback:\n  on: [timeout_idle, upstream_4xx]\n"
                             "  retry_same_provider: 1\n  max_attempts: 3\n"
                             "  backoff: { base_ms: 10, max_ms: 50 }\n"
                             "  budget: { percent: 100, min_per_second: 0 }\n"
                             "  eject: { consecutive_failures: 0, base_ms: 200, max_ms: 400 }\n"
-                            "limits: { client_stall_ms: 1500 }\n");
+                            "limits: { client_stall_ms: 1500, header_timeout_ms: 2500 }\n");
     assert_int_equal(c->fallback.on,
                      FAILURE_BIT(FAIL_TIMEOUT_IDLE) | FAILURE_BIT(FAIL_UPSTREAM_4XX));
     assert_int_equal(c->fallback.retry_same_provider, 1);
@@ -503,7 +504,10 @@ static void test_fallback_block(void **state)
     assert_int_equal(c->fallback.budget_min_per_second, 0);
     assert_int_equal(c->fallback.eject_consecutive, 0);
     assert_int_equal(c->limits.client_stall_ms, 1500);
+    assert_int_equal(c->limits.header_timeout_ms, 2500);
     config_unref(c);
+    expect_error(PROVIDERS "limits: { header_timeout_ms: 50 }\n",
+                 "limits.header_timeout_ms must be from 100 to 3600000, got 50");
     expect_line(PROVIDERS "fallback:\n  on: [upstream_5xxx]\n",
                 F ":7:8: fallback.on[0]: unknown failure class `upstream_5xxx` (connect_error, "
                   "timeout_connect, timeout_first_byte, timeout_idle, timeout_total, upstream_5xx, "
