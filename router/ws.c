@@ -21,6 +21,7 @@
 #include "httputil.h"
 #include "log.h"
 #include "proxy.h"
+#include "wsmsg.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define MAX_CHATS 32
@@ -315,17 +316,16 @@ static void authenticate(ws_conn_t *c, const config_client_t *client)
     snprintf(c->user, sizeof(c->user), "%s", client ? client->user : "");
 }
 
-static void handle_auth(ws_conn_t *c, const cJSON *msg)
+static void handle_auth(ws_conn_t *c, const wsmsg_t *m)
 {
-    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(msg, "token");
     const config_client_t *client = NULL;
     if (c->cfg->n_clients > 0) {
         /* A client key, or the session token a browser page was given. */
-        if (cJSON_IsString(tok)) {
+        if (m->token) {
             server_t *srv = c->w->srv;
-            client = clientauth_find(c->cfg, tok->valuestring);
+            client = clientauth_find(c->cfg, m->token);
             if (!client)
-                client = clientauth_token_check(c->cfg, tok->valuestring, wall_ms() / 1000,
+                client = clientauth_token_check(c->cfg, m->token, wall_ms() / 1000,
                                                 srv->session_secret, srv->session_secret_len);
         }
         if (!client) {
@@ -347,17 +347,17 @@ static void handle_auth(ws_conn_t *c, const cJSON *msg)
     send_json(c, o);
 }
 
-static void handle_subscribe(ws_conn_t *c, const cJSON *msg, int sub)
+static void handle_subscribe(ws_conn_t *c, const wsmsg_t *m)
 {
-    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(msg, "channel");
-    if (!cJSON_IsString(ch) || !ch->valuestring[0] || strlen(ch->valuestring) >= 128) {
+    int sub = m->kind == WSMSG_SUBSCRIBE;
+    if (!m->channel) {
         send_error(c, NULL, "invalid_request_error", "invalid_channel",
                    "`channel` must be a non-empty string of at most 127 bytes");
         return;
     }
     int at = -1;
     for (int i = 0; i < c->n_channels; i++)
-        if (strcmp(c->channels[i], ch->valuestring) == 0)
+        if (strcmp(c->channels[i], m->channel) == 0)
             at = i;
     if (sub && at < 0) {
         if (c->n_channels == MAX_CHANNELS) {
@@ -365,7 +365,7 @@ static void handle_subscribe(ws_conn_t *c, const cJSON *msg, int sub)
                        "at most 16 channels per connection");
             return;
         }
-        snprintf(c->channels[c->n_channels++], 128, "%s", ch->valuestring);
+        snprintf(c->channels[c->n_channels++], 128, "%s", m->channel);
     } else if (!sub && at >= 0) {
         memmove(c->channels[at], c->channels[c->n_channels - 1], 128);
         c->n_channels--;
@@ -373,70 +373,52 @@ static void handle_subscribe(ws_conn_t *c, const cJSON *msg, int sub)
     reg_update(c);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "type", sub ? "subscribed" : "unsubscribed");
-    cJSON_AddStringToObject(o, "channel", ch->valuestring);
+    cJSON_AddStringToObject(o, "channel", m->channel);
     send_json(c, o);
 }
 
-static void handle_chat(ws_conn_t *c, cJSON *msg)
+static void handle_chat(ws_conn_t *c, wsmsg_t *m)
 {
-    const cJSON *idv = cJSON_GetObjectItemCaseSensitive(msg, "id");
-    char id[128];
-    snprintf(id, sizeof(id), "%s", cJSON_IsString(idv) ? idv->valuestring : "");
     if (c->client && !(c->client->permissions & CLIENT_PERM_CHAT)) {
-        send_error(c, id, "invalid_request_error", "permission_denied",
+        send_error(c, m->id, "invalid_request_error", "permission_denied",
                    "this key may not chat");
         return;
     }
-    /* The request is the message minus our envelope, always streamed, with usage. */
-    cJSON_DeleteItemFromObjectCaseSensitive(msg, "type");
-    cJSON_DeleteItemFromObjectCaseSensitive(msg, "id");
-    cJSON_DeleteItemFromObjectCaseSensitive(msg, "stream");
-    cJSON_DeleteItemFromObjectCaseSensitive(msg, "stream_options");
-    cJSON_AddTrueToObject(msg, "stream");
-    cJSON *so = cJSON_AddObjectToObject(msg, "stream_options");
-    cJSON_AddTrueToObject(so, "include_usage");
-    char *body = cJSON_PrintUnformatted(msg);
+    size_t len = 0;
+    char *body = wsmsg_chat_body(m, &len);
     if (!body) {
-        send_error(c, id, "server_error", "internal_error", "out of memory");
+        send_error(c, m->id, "server_error", "internal_error", "out of memory");
         return;
     }
-    proxy_start_ws_chat(c->w, c, c->client, id, body, strlen(body));
+    proxy_start_ws_chat(c->w, c, c->client, m->id, body, len);
 }
 
 static void on_text(ws_conn_t *c, const uint8_t *data, size_t len)
 {
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return;
-    memcpy(copy, data, len);
-    copy[len] = '\0';
-    cJSON *msg = cJSON_Parse(copy);
-    free(copy);
-    if (!cJSON_IsObject(msg)) {
-        cJSON_Delete(msg);
+    wsmsg_t m;
+    switch (wsmsg_parse(data, len, &m)) {
+    case WSMSG_BAD_JSON:
         send_error(c, NULL, "invalid_request_error", "invalid_json",
                    "messages must be JSON objects");
-        return;
+        break;
+    case WSMSG_AUTH:
+        handle_auth(c, &m);
+        break;
+    default:
+        if (!c->authed)
+            close_with(c, 4401, "authenticate first");
+        else if (m.kind == WSMSG_HEARTBEAT)
+            ws_send_text(c, "{\"type\":\"pong\"}", 15);
+        else if (m.kind == WSMSG_SUBSCRIBE || m.kind == WSMSG_UNSUBSCRIBE)
+            handle_subscribe(c, &m);
+        else if (m.kind == WSMSG_CHAT)
+            handle_chat(c, &m);
+        else
+            send_error(c, NULL, "invalid_request_error", "unknown_type",
+                       "type must be auth, subscribe, unsubscribe, chat or heartbeat");
+        break;
     }
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(msg, "type");
-    const char *type = cJSON_IsString(t) ? t->valuestring : NULL;
-    if (type && strcmp(type, "auth") == 0) {
-        handle_auth(c, msg);
-    } else if (!c->authed) {
-        close_with(c, 4401, "authenticate first");
-    } else if (type && strcmp(type, "heartbeat") == 0) {
-        ws_send_text(c, "{\"type\":\"pong\"}", 15);
-    } else if (type && (strcmp(type, "subscribe") == 0 || strcmp(type, "unsubscribe") == 0)) {
-        handle_subscribe(c, msg, type[0] == 's');
-    } else if ((type && strcmp(type, "chat") == 0) ||
-               (!type && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "stream")) &&
-                cJSON_GetObjectItemCaseSensitive(msg, "messages"))) {
-        handle_chat(c, msg);
-    } else {
-        send_error(c, NULL, "invalid_request_error", "unknown_type",
-                   "type must be auth, subscribe, unsubscribe, chat or heartbeat");
-    }
-    cJSON_Delete(msg);
+    wsmsg_free(&m);
 }
 
 /* ---- wslay callbacks ----------------------------------------------------------------- */

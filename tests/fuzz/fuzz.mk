@@ -16,13 +16,13 @@ FUZZ_SECONDS ?= 60
 FUZZ_JOBS    ?= 1
 FUZZ_CC      ?= clang
 FUZZ_OUT     ?= build/fuzz
-FUZZ_TARGETS ?= config body sse ofrep report usage chunk
+FUZZ_TARGETS ?= config body sse ofrep report usage chunk ws
 
 FUZZ_PKGS   := libcjson yaml-0.1 libcrypto
 FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS := -g -O1 -std=c11 -Wall -Wextra -D_GNU_SOURCE -I. -Irouter -Iflags -Irollback \
                -Itests/fuzz $(FUZZ_SAN) $(shell pkg-config --cflags $(FUZZ_PKGS) 2>/dev/null)
-FUZZ_LIBS    = $(shell pkg-config --libs $(FUZZ_PKGS) 2>/dev/null) -lm
+FUZZ_LIBS    = $(shell pkg-config --libs $(FUZZ_PKGS) 2>/dev/null) -lwslay -lm
 
 # The module sources each driver links (no libevent, no libcurl).
 FUZZ_CONFIG_SRCS        := router/config.c router/config_yaml.c flags/flags.c router/failure.c
@@ -33,6 +33,7 @@ FUZZ_SRCS_ofrep         := flags/ofrep.c flags/flags.c
 FUZZ_SRCS_report        := router/report.c router/report_render.c $(FUZZ_CONFIG_SRCS)
 FUZZ_SRCS_usage         := router/usage.c
 FUZZ_SRCS_chunk         := router/chunk.c
+FUZZ_SRCS_ws            := router/wsmsg.c router/body.c
 
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_OUT)/fuzz_%)
 FUZZ_ALL_SRCS := $(sort $(foreach t,$(FUZZ_TARGETS),$(FUZZ_SRCS_$(t)) tests/fuzz/fuzz_$(t).c))

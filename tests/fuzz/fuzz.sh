@@ -35,6 +35,7 @@ max_len() {
     report) echo 8192 ;;
     usage) echo 4096 ;;
     chunk) echo 4096 ;;
+    ws) echo 8192 ;;
     *) echo 4096 ;;
     esac
 }
