@@ -35,6 +35,7 @@
 #include "clientauth.h"
 #include "failure.h"
 #include "flags.h"
+#include "fmt.h"
 #include "headguard.h"
 #include "httputil.h"
 #include "log.h"
@@ -1163,26 +1164,25 @@ static double ms_between(const struct timespec *a, const struct timespec *b)
     return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
 }
 
-static size_t put_str(char *o, size_t cap, const char *s)
+/* A JSON string (or null) appended to b. */
+static void put_json(fmtbuf_t *b, const char *s)
 {
-    return accesslog_json_string(o, cap, s);
+    if (b->over)
+        return;
+    size_t k = accesslog_json_string(b->p + b->n, b->cap - b->n, s);
+    if (k == 0)
+        b->over = 1;
+    b->n += k;
 }
 
-static void format_ts(const struct timespec *t, char *out, size_t cap)
+/* Money: every bit of the double (fmt_g17), so sums over the log equal the metrics;
+ * null when unknown (negative). */
+static void put_money(fmtbuf_t *b, double v)
 {
-    struct tm tm;
-    gmtime_r(&t->tv_sec, &tm);
-    int n = snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (int)(t->tv_nsec / 1000000) % 1000);
-    if (n < 0 || (size_t)n >= cap)
-        out[0] = '\0';
-}
-
-/* "%.17g" keeps every bit of a double, so sums over the log equal the metrics. */
-static int put_money(char *o, size_t cap, double v)
-{
-    return v < 0 ? snprintf(o, cap, "null") : snprintf(o, cap, "%.17g", v);
+    if (v < 0)
+        fmt_lit(b, "null");
+    else
+        fmt_g17(b, v);
 }
 
 #define LINE_MAX_BYTES 8192
@@ -1194,72 +1194,94 @@ static void write_access_line(proxy_req_t *p, const char *path, int provider, do
     char *o = accesslog_reserve(&w->alog, LINE_MAX_BYTES);
     if (!o)
         return;
-    size_t cap = LINE_MAX_BYTES, n = 0;
-    char ts[40];
-    format_ts(&p->t_wall, ts, sizeof(ts));
+    fmtbuf_t b;
+    fmt_init(&b, o, LINE_MAX_BYTES);
     flag_def_t scratch;
     const flag_def_t *def =
         server_routing_flag(w->srv, config_flag(p->cfg, ROUTING_FLAG), &scratch);
-    double pct = def ? (def->disabled ? 0 : def->percentage_bp / 100.0) : 0;
-#define ADD(...)                                                                                   \
-    do {                                                                                           \
-        int k_ = snprintf(o + n, cap - n, __VA_ARGS__);                                            \
-        if (k_ < 0 || (size_t)k_ >= cap - n)                                                       \
-            return;                                                                                \
-        n += (size_t)k_;                                                                           \
-    } while (0)
-#define ADDS(s_)                                                                                   \
-    do {                                                                                           \
-        size_t k_ = put_str(o + n, cap - n, (s_));                                                 \
-        if (k_ == 0)                                                                               \
-            return;                                                                                \
-        n += k_;                                                                                   \
-    } while (0)
+    /* Basis points as a percentage: at most two decimals, none when whole. */
+    int bp = def ? (def->disabled ? 0 : def->percentage_bp) : 0;
     static const char *const methods[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS",
                                           "TRACE", "CONNECT", "PATCH"};
     const char *method = "OTHER";
     for (int i = 0; i < 9; i++)
         if (p->method == (enum evhttp_cmd_type)(1 << i))
             method = methods[i];
-    ADD("{\"ts\":\"%s\",\"request_id\":", ts);
-    ADDS(p->request_id);
-    ADD(",\"method\":\"%s\",\"path\":", method);
-    ADDS(path);
-    ADD(",\"model\":");
-    ADDS(p->model);
-    ADD(",\"stream\":%s,\"variant\":\"%s\",\"sticky_source\":", p->stream_req ? "true" : "false",
-        flags_variant_name(p->decision.variant));
-    ADDS(p->sticky_source ? p->sticky_source : "unkeyed");
-    ADD(",\"flag_percentage\":%g,\"provider\":", pct);
-    ADDS(provider >= 0 ? p->cfg->providers[provider].name : NULL);
-    ADD(",\"attempts\":[");
+    fmt_lit(&b, "{\"ts\":\"");
+    fmt_iso_ms(&b, (int64_t)p->t_wall.tv_sec, p->t_wall.tv_nsec);
+    fmt_lit(&b, "\",\"request_id\":");
+    put_json(&b, p->request_id);
+    fmt_lit(&b, ",\"method\":\"");
+    fmt_str(&b, method);
+    fmt_lit(&b, "\",\"path\":");
+    put_json(&b, path);
+    fmt_lit(&b, ",\"model\":");
+    put_json(&b, p->model);
+    fmt_lit(&b, ",\"stream\":");
+    fmt_str(&b, p->stream_req ? "true" : "false");
+    fmt_lit(&b, ",\"variant\":\"");
+    fmt_str(&b, flags_variant_name(p->decision.variant));
+    fmt_lit(&b, "\",\"sticky_source\":");
+    put_json(&b, p->sticky_source ? p->sticky_source : "unkeyed");
+    fmt_lit(&b, ",\"flag_percentage\":");
+    fmt_i64(&b, bp / 100);
+    if (bp % 100) {
+        fmt_lit(&b, ".");
+        fmt_i64(&b, bp % 100 / 10);
+        if (bp % 10)
+            fmt_i64(&b, bp % 10);
+    }
+    fmt_lit(&b, ",\"provider\":");
+    put_json(&b, provider >= 0 ? p->cfg->providers[provider].name : NULL);
+    fmt_lit(&b, ",\"attempts\":[");
     for (int i = 0; i < p->n_attempts; i++) {
         const attempt_rec_t *a = &p->attempts[i];
-        ADD("%s{\"provider\":", i ? "," : "");
-        ADDS(p->cfg->providers[a->role].name);
+        if (i)
+            fmt_lit(&b, ",");
+        fmt_lit(&b, "{\"provider\":");
+        put_json(&b, p->cfg->providers[a->role].name);
+        fmt_lit(&b, ",\"status\":");
         if (a->status > 0)
-            ADD(",\"status\":%ld", a->status);
+            fmt_i64(&b, a->status);
         else
-            ADD(",\"status\":null");
-        ADD(",\"class\":\"%s\",\"ms\":%.3f}", failure_name(a->cls), a->ms);
+            fmt_lit(&b, "null");
+        fmt_lit(&b, ",\"class\":\"");
+        fmt_str(&b, failure_name(a->cls));
+        fmt_lit(&b, "\",\"ms\":");
+        fmt_fixed(&b, a->ms, 3);
+        fmt_lit(&b, "}");
     }
-    ADD("],\"status\":%d,\"latency_ms\":%.3f,\"first_byte_ms\":", p->client_status, latency_ms);
+    fmt_lit(&b, "],\"status\":");
+    fmt_i64(&b, p->client_status);
+    fmt_lit(&b, ",\"latency_ms\":");
+    fmt_fixed(&b, latency_ms, 3);
+    fmt_lit(&b, ",\"first_byte_ms\":");
     if (p->first_byte_seen)
-        ADD("%.3f", ms_between(&p->t_start, &p->t_first_byte));
+        fmt_fixed(&b, ms_between(&p->t_start, &p->t_first_byte), 3);
     else
-        ADD("null");
-    ADD(",\"tokens_in\":%ld,\"tokens_out\":%ld,\"tokens_cached\":%ld,\"usage_source\":\"%s\"",
-        p->usage.prompt, p->usage.completion, p->usage.cached, usage_source_name(p->usage.source));
-    ADD(",\"cost_usd\":");
-    n += (size_t)put_money(o + n, cap - n, cost);
-    ADD(",\"cost_if_original_usd\":");
-    n += (size_t)put_money(o + n, cap - n, cost_orig);
-    ADD(",\"wasted_cost_usd\":%.17g,\"fallback\":", wasted);
-    ADDS(p->fallback_why);
-    ADD(",\"truncated\":%s}\n", p->truncated ? "true" : "false");
-#undef ADD
-#undef ADDS
-    accesslog_commit(&w->alog, n);
+        fmt_lit(&b, "null");
+    fmt_lit(&b, ",\"tokens_in\":");
+    fmt_i64(&b, p->usage.prompt);
+    fmt_lit(&b, ",\"tokens_out\":");
+    fmt_i64(&b, p->usage.completion);
+    fmt_lit(&b, ",\"tokens_cached\":");
+    fmt_i64(&b, p->usage.cached);
+    fmt_lit(&b, ",\"usage_source\":\"");
+    fmt_str(&b, usage_source_name(p->usage.source));
+    fmt_lit(&b, "\",\"cost_usd\":");
+    put_money(&b, cost);
+    fmt_lit(&b, ",\"cost_if_original_usd\":");
+    put_money(&b, cost_orig);
+    fmt_lit(&b, ",\"wasted_cost_usd\":");
+    fmt_g17(&b, wasted);
+    fmt_lit(&b, ",\"fallback\":");
+    put_json(&b, p->fallback_why);
+    fmt_lit(&b, ",\"truncated\":");
+    fmt_str(&b, p->truncated ? "true" : "false");
+    fmt_lit(&b, "}\n");
+    if (b.over)
+        return; /* a line that does not fit is dropped whole, never cut */
+    accesslog_commit(&w->alog, b.n);
 }
 
 /* The rollout controller compares providers, not what fallback made of them: a

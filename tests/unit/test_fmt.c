@@ -1,0 +1,123 @@
+/* Unit tests: router/fmt (printf-free appends), checked against snprintf. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include <cmocka.h>
+
+#include "fmt.h"
+
+static const char *run_i64(char *buf, size_t cap, int64_t v)
+{
+    fmtbuf_t b;
+    fmt_init(&b, buf, cap);
+    fmt_i64(&b, v);
+    return fmt_cstr(&b) ? buf : NULL;
+}
+
+static void test_integers_match_printf(void **state)
+{
+    (void)state;
+    const int64_t edge[] = {0, 1, -1, 9, 10, 99, 100, 12345, -987654321, INT64_MAX, INT64_MIN};
+    char got[32], want[32];
+    for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++) {
+        snprintf(want, sizeof want, "%lld", (long long)edge[i]);
+        assert_string_equal(run_i64(got, sizeof got, edge[i]), want);
+    }
+    srand(7);
+    for (int i = 0; i < 100000; i++) {
+        int64_t v = ((int64_t)rand() << 33) ^ ((int64_t)rand() << 2) ^ rand();
+        if (i & 1)
+            v = -v;
+        snprintf(want, sizeof want, "%lld", (long long)v);
+        assert_string_equal(run_i64(got, sizeof got, v), want);
+    }
+}
+
+/* %.3f rounds the exact binary value; fmt_fixed rounds v*1000 in double. They may differ
+ * only when v lies within a hair of a rounding tie. */
+static void test_fixed_matches_printf_off_ties(void **state)
+{
+    (void)state;
+    char got[64], want[64];
+    srand(11);
+    for (int i = 0; i < 200000; i++) {
+        double v = (double)rand() / RAND_MAX * pow(10, rand() % 8) * (i % 3 == 0 ? -1 : 1);
+        for (int d = 0; d <= 6; d += 3) {
+            fmtbuf_t b;
+            fmt_init(&b, got, sizeof got);
+            fmt_fixed(&b, v, d);
+            assert_true(fmt_cstr(&b));
+            snprintf(want, sizeof want, "%.*f", d, v);
+            /* printf keeps the sign of a negative value that rounds to zero ("-0.000");
+             * fmt_fixed does not, on purpose. */
+            if (want[0] == '-' && strcmp(got, want + 1) == 0 && strspn(got, "0.") == strlen(got))
+                continue;
+            if (strcmp(got, want) != 0) {
+                double scaled = fabs(v) * pow(10, d);
+                double frac = scaled - floor(scaled);
+                if (fabs(frac - 0.5) >= 1e-6)
+                    fail_msg("%.17g at %d decimals: got %s, printf %s", v, d, got, want);
+            }
+        }
+    }
+    fmtbuf_t b;
+    fmt_init(&b, got, sizeof got);
+    fmt_fixed(&b, 0.0004, 3); /* rounds to zero: no minus sign */
+    fmt_lit(&b, " ");
+    fmt_fixed(&b, -0.0004, 3);
+    fmt_lit(&b, " ");
+    fmt_fixed(&b, 1e12, 3); /* the printf path */
+    fmt_lit(&b, " ");
+    fmt_fixed(&b, NAN, 3);
+    assert_true(fmt_cstr(&b));
+    assert_string_equal(got, "0.000 0.000 1000000000000.000 null");
+}
+
+static void test_g17_and_time(void **state)
+{
+    (void)state;
+    char got[64];
+    fmtbuf_t b;
+    fmt_init(&b, got, sizeof got);
+    fmt_g17(&b, 0.000168);
+    fmt_lit(&b, " ");
+    fmt_iso_ms(&b, 1795786460, 922999999); /* 2026-11-27T13:34:20.922Z */
+    assert_true(fmt_cstr(&b));
+    assert_string_equal(got, "0.00016799999999999999 2026-11-27T13:34:20.922Z");
+}
+
+static void test_overflow_is_sticky(void **state)
+{
+    (void)state;
+    char buf[8];
+    fmtbuf_t b;
+    fmt_init(&b, buf, sizeof buf);
+    fmt_lit(&b, "abcdef");
+    assert_false(b.over);
+    fmt_lit(&b, "ghi"); /* does not fit: nothing written, over set */
+    assert_true(b.over);
+    assert_int_equal(b.n, 6);
+    fmt_lit(&b, "x"); /* would fit, but the line is already lost */
+    assert_int_equal(b.n, 6);
+    assert_false(fmt_cstr(&b));
+    fmt_init(&b, buf, 6);
+    fmt_lit(&b, "abcdef");
+    assert_false(fmt_cstr(&b)); /* no room for the NUL */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_integers_match_printf),
+        cmocka_unit_test(test_fixed_matches_printf_off_ties),
+        cmocka_unit_test(test_g17_and_time),
+        cmocka_unit_test(test_overflow_is_sticky),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
