@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonscan.h"
+
 const char *usage_source_name(usage_source_t s)
 {
     return s == USAGE_UPSTREAM ? "upstream" : s == USAGE_ESTIMATED ? "estimated" : "none";
@@ -52,7 +54,8 @@ static int read_usage(const cJSON *usage, usage_t *u)
     return 0;
 }
 
-int usage_from_json(const char *json, size_t len, usage_t *u)
+/* The whole body as a tree: the reference, and the way when the scan is unsure. */
+static int usage_from_tree(const char *json, size_t len, usage_t *u)
 {
     cJSON *root = parse_copy(json, len);
     if (!root)
@@ -66,6 +69,43 @@ int usage_from_json(const char *json, size_t len, usage_t *u)
     cJSON_Delete(root);
     return rc;
 }
+
+/* `usage` (or `response.usage`) of the object at json, parsing only that value.
+ * 1 = unsure (the caller parses the whole body). */
+static int usage_by_scan(const char *json, size_t len, usage_t *u, int nested)
+{
+    size_t off, vlen;
+    int r = jsonscan_member(json, len, "usage", &off, &vlen);
+    if (r == JSONSCAN_UNSURE)
+        return 1;
+    int rc = -1;
+    if (r == JSONSCAN_FOUND) {
+        cJSON *v = parse_copy(json + off, vlen);
+        rc = read_usage(v, u);
+        cJSON_Delete(v);
+    }
+    if (rc == 0 || nested)
+        return rc;
+    r = jsonscan_member(json, len, "response", &off, &vlen);
+    if (r == JSONSCAN_UNSURE)
+        return 1;
+    if (r == JSONSCAN_ABSENT || json[off] != '{')
+        return -1;
+    return usage_by_scan(json + off, vlen, u, 1);
+}
+
+int usage_from_json(const char *json, size_t len, usage_t *u)
+{
+    int rc = usage_by_scan(json, len, u, 0);
+    return rc == 1 ? usage_from_tree(json, len, u) : rc;
+}
+
+#ifdef SWITCHYARD_FUZZ
+int usage_from_json_reference(const char *json, size_t len, usage_t *u)
+{
+    return usage_from_tree(json, len, u);
+}
+#endif
 
 int usage_event_has_usage(const char *data, size_t len)
 {

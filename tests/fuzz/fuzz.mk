@@ -20,7 +20,7 @@ FUZZ_TARGETS ?= config body sse ofrep report usage chunk ws
 
 FUZZ_PKGS   := libcjson yaml-0.1 libcrypto
 FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-FUZZ_CFLAGS := -g -O1 -std=c11 -Wall -Wextra -D_GNU_SOURCE -I. -Irouter -Iflags -Irollback \
+FUZZ_CFLAGS := -g -O1 -std=c11 -Wall -Wextra -D_GNU_SOURCE -DSWITCHYARD_FUZZ -I. -Irouter -Iflags -Irollback \
                -Itests/fuzz $(FUZZ_SAN) $(shell pkg-config --cflags $(FUZZ_PKGS) 2>/dev/null)
 FUZZ_LIBS    = $(shell pkg-config --libs $(FUZZ_PKGS) 2>/dev/null) -lwslay -lm
 
@@ -28,10 +28,10 @@ FUZZ_LIBS    = $(shell pkg-config --libs $(FUZZ_PKGS) 2>/dev/null) -lwslay -lm
 FUZZ_CONFIG_SRCS        := router/config.c router/config_yaml.c flags/flags.c router/failure.c
 FUZZ_SRCS_config        := $(FUZZ_CONFIG_SRCS)
 FUZZ_SRCS_body          := router/body.c
-FUZZ_SRCS_sse           := router/sse.c router/usage.c
+FUZZ_SRCS_sse           := router/sse.c router/usage.c router/jsonscan.c
 FUZZ_SRCS_ofrep         := flags/ofrep.c flags/flags.c
 FUZZ_SRCS_report        := router/report.c router/report_render.c $(FUZZ_CONFIG_SRCS)
-FUZZ_SRCS_usage         := router/usage.c
+FUZZ_SRCS_usage         := router/usage.c router/jsonscan.c
 FUZZ_SRCS_chunk         := router/chunk.c
 FUZZ_SRCS_ws            := router/wsmsg.c router/body.c
 

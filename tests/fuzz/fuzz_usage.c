@@ -7,13 +7,29 @@
  *   - found usage is non-negative, cached <= prompt, source "upstream";
  *   - content chars are -1 or a length no larger than the input;
  *   - usage_strip_event never grows its input and withholds exactly the events
- *     usage_event_has_usage flags.
+ *     usage_event_has_usage flags;
+ *   - differential: usage_from_json (a scan that parses only the usage value) finds
+ *     exactly what the whole-body cJSON reference finds, and finds more only in a
+ *     body cJSON cannot parse at all.
  */
+#include <cjson/cJSON.h>
+
 #include "usage.h"
 
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int usage_from_json_reference(const char *json, size_t len, usage_t *u); /* usage.c */
+
+static int whole_body_parses(const char *buf, size_t size)
+{
+    char *c = fuzz_cstr((const uint8_t *)buf, size);
+    cJSON *root = cJSON_ParseWithLength(c, size + 1);
+    int ok = root != NULL;
+    cJSON_Delete(root);
+    free(c);
+    return ok;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -25,6 +41,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(u.cached <= u.prompt);
         FUZZ_CHECK(u.source == USAGE_UPSTREAM);
         FUZZ_CHECK(strcmp(usage_source_name(u.source), "upstream") == 0);
+    }
+    usage_t r = {0};
+    int ref = usage_from_json_reference(buf, size, &r);
+    usage_t again = {0};
+    int got = usage_from_json(buf, size, &again);
+    if (ref == 0) {
+        FUZZ_CHECK(got == 0);
+        FUZZ_CHECK(again.prompt == r.prompt && again.completion == r.completion &&
+                   again.cached == r.cached);
+    } else if (got == 0) {
+        FUZZ_CHECK(!whole_body_parses(buf, size));
     }
     long chars = usage_content_chars(buf, size);
     FUZZ_CHECK(chars >= -1 && (chars < 0 || (size_t)chars <= size));
