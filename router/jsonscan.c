@@ -18,13 +18,16 @@ static size_t skip_ws(const char *s, size_t len, size_t i)
  * *escaped is set when the string holds a backslash. */
 static size_t skip_string(const char *s, size_t len, size_t i, int *escaped)
 {
-    for (i++; i < len; i++) {
-        if (s[i] == '\\') {
-            *escaped = 1;
-            i++;
-        } else if (s[i] == '"') {
-            return i + 1;
-        }
+    for (i++; i < len;) {
+        const char *q = memchr(s + i, '"', len - i);
+        if (!q)
+            return (size_t)-1;
+        size_t qi = (size_t)(q - s);
+        const char *bs = memchr(s + i, '\\', qi - i);
+        if (!bs)
+            return qi + 1; /* the common case: no escape before the quote */
+        *escaped = 1;
+        i = (size_t)(bs - s) + 2; /* past the backslash and the byte it escapes */
     }
     return (size_t)-1;
 }

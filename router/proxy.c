@@ -478,11 +478,9 @@ static int is_hop_by_hop(const char *name)
 static void copy_upstream_headers(proxy_req_t *p, struct evhttp_request *req, int in_flight)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-    struct evkeyval *h;
-    TAILQ_FOREACH(h, &p->up_headers, next)
-    {
-        evhttp_add_header(out, h->key, h->value);
-    }
+    /* Moved, not copied: on_header already checked each name and value the way
+     * evhttp_add_header would, and the request frees them with its own headers. */
+    TAILQ_CONCAT(out, &p->up_headers, next);
     add_switchyard_headers(p, out, 1, in_flight);
 }
 
@@ -723,7 +721,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
     char *value = colon + 1;
     while (*value == ' ' || *value == '\t')
         value++;
-    if (!is_hop_by_hop(line) && !http_value_unsafe(value))
+    if (!is_hop_by_hop(line) && !http_value_unsafe(line) && !http_value_unsafe(value))
         evhttp_add_header(&p->up_headers, line, value);
     return size * nitems;
 }
