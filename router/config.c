@@ -728,7 +728,7 @@ static int field_fallback_on(ld_t *ld, const node_t *val, const char *path, void
         if (s == NULL)
             continue;
         int c = failure_parse(s);
-        if (c < 0 || c == FAIL_CLIENT_CLOSED) {
+        if (c < 0 || c == FAIL_CLIENT_CLOSED || c == FAIL_LOCAL_ERROR) {
             err(ld, it,
                 "%s: unknown failure class `%s` (connect_error, timeout_connect, "
                 "timeout_first_byte, timeout_idle, timeout_total, upstream_5xx, upstream_429, "

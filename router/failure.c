@@ -15,6 +15,7 @@ static const char *const names[FAIL_N_CLASSES] = {
     [FAIL_UPSTREAM_4XX] = "upstream_4xx",
     [FAIL_PROTOCOL] = "protocol",
     [FAIL_CLIENT_CLOSED] = "client_closed",
+    [FAIL_LOCAL_ERROR] = "local_error",
 };
 
 const char *failure_name(fail_class_t c)

@@ -20,6 +20,9 @@ typedef enum {
     FAIL_UPSTREAM_4XX,       /* the client's answer: passed through unless configured */
     FAIL_PROTOCOL,           /* malformed or oversized upstream response */
     FAIL_CLIENT_CLOSED,      /* the client left; not the provider's fault */
+    FAIL_LOCAL_ERROR,        /* switchyard could not even try: no descriptor or memory left
+                                here (EMFILE, ENFILE, ENOBUFS, ENOMEM); not the provider's
+                                fault, never retried elsewhere, answered 503 */
     FAIL_N_CLASSES
 } fail_class_t;
 

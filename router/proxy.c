@@ -15,6 +15,7 @@
 #include "proxy.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -127,6 +128,7 @@ struct proxy_req {
     long long paused_at_ms;
     fail_class_t fail;
     char fail_detail[128];
+    int open_errno; /* errno of a failed socket() for this attempt, else 0 */
     timer_mode_t timer_mode;
     int attempt_is_probe; /* this attempt holds its provider's probe slot */
     long retry_after_ms;  /* from the last upstream response, -1 when absent */
@@ -738,8 +740,31 @@ static curl_off_t sent_at_us(proxy_req_t *p)
     return t;
 }
 
+/* The attempt never reached the provider because this process ran out of something
+ * (descriptors, buffers, memory): that says nothing about the provider. */
+static int local_errno(int e)
+{
+    return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
+/* libcurl's socket(), wrapped only to keep its errno: libcurl 7.88 reports a failed
+ * socket() as CURLE_COULDNT_CONNECT with no OS error, like a refused connection. */
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)purpose;
+    proxy_req_t *p = arg;
+    curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+    if (fd == CURL_SOCKET_BAD)
+        p->open_errno = errno;
+    return fd;
+}
+
 static fail_class_t classify_curl(proxy_req_t *p, CURLcode rc)
 {
+    if (rc == CURLE_OUT_OF_MEMORY)
+        return FAIL_LOCAL_ERROR;
+    if (rc == CURLE_COULDNT_CONNECT && local_errno(p->open_errno))
+        return FAIL_LOCAL_ERROR;
     switch (rc) {
     case CURLE_OPERATION_TIMEDOUT:
         return sent_at_us(p) > 0 ? FAIL_TIMEOUT_TOTAL : FAIL_TIMEOUT_CONNECT;
@@ -832,6 +857,12 @@ static void reply_final_failure(proxy_req_t *p)
         reply_error(p, 429, "rate_limit_error", "rate_limit_exceeded", msg, 1);
         return;
     }
+    if (last->cls == FAIL_LOCAL_ERROR) {
+        /* Ours, not the provider's: say so, and when to come back. */
+        evhttp_add_header(evhttp_request_get_output_headers(p->req), "Retry-After", "1");
+        reply_error(p, 503, "server_error", "local_error", msg, 1);
+        return;
+    }
     int timeout = failure_is_timeout(last->cls);
     reply_error(p, timeout ? 504 : 502, "server_error",
                 timeout ? "upstream_timeout" : "upstream_error", msg, 1);
@@ -891,7 +922,7 @@ static void report_health(proxy_req_t *p, fail_class_t cls)
     int failed = cls != FAIL_NONE && cls != FAIL_UPSTREAM_4XX && cls != FAIL_CLIENT_CLOSED &&
                  (fb->on & FAILURE_BIT(cls));
     health_t *h = &p->w->srv->health[p->role];
-    if (cls == FAIL_CLIENT_CLOSED) {
+    if (cls == FAIL_CLIENT_CLOSED || cls == FAIL_LOCAL_ERROR) {
         if (p->attempt_is_probe)
             health_release_probe(h);
     } else if (health_report(h, now_ms(), failed, p->attempt_is_probe, fb->eject_consecutive,
@@ -1300,10 +1331,11 @@ static void record_window(proxy_req_t *p, int served, int provider, double laten
     int own = variant == WINDOW_NEW ? CONFIG_ROLE_NEW : CONFIG_ROLE_ORIGINAL;
     fail_class_t first = p->attempts[0].cls;
     int provider_fault = first != FAIL_NONE && first != FAIL_UPSTREAM_4XX &&
-                         first != FAIL_CLIENT_CLOSED;
+                         first != FAIL_CLIENT_CLOSED && first != FAIL_LOCAL_ERROR;
+    int local = p->attempts[p->n_attempts - 1].cls == FAIL_LOCAL_ERROR;
     int error = (p->attempts[0].role == own && provider_fault) ||
                 (p->fallback_class == FAIL_N_CLASSES && p->fallback_why) || p->truncated ||
-                p->client_status >= 500;
+                (p->client_status >= 500 && !local);
     window_sample_t s = {
         .latency_ms = served && provider == own ? latency_ms : -1,
         .ttft_ms = served && provider == own && first_token_s >= 0 ? first_token_s * 1e3 : -1,
@@ -1627,6 +1659,9 @@ static int start_attempt(proxy_req_t *p, int role)
     }
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, pv->timeouts.connect_ms);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, pv->timeouts.total_ms);
+    p->open_errno = 0;
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, p);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, p);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);

@@ -224,10 +224,14 @@ char *server_metrics_text(server_t *srv)
     return text;
 }
 
+/* The worker whose loop runs on this thread (NULL on the main thread). */
+static _Thread_local worker_t *tls_worker;
+
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
     headguard_attach(w->guard);
+    tls_worker = w;
     event_base_dispatch(w->base);
     return NULL;
 }
@@ -254,6 +258,8 @@ static void worker_free(worker_t *w)
         event_free(w->wake);
     if (w->drain_timer)
         event_free(w->drain_timer);
+    if (w->accept_resume)
+        event_free(w->accept_resume);
     if (w->flush_timer)
         event_free(w->flush_timer);
     if (w->snapshot_ev)
@@ -268,6 +274,37 @@ static void worker_free(worker_t *w)
         event_base_free(w->base);
     config_unref(w->cfg);
     memset(w, 0, sizeof(*w));
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_t *w = arg;
+    evconnlistener_enable(evhttp_bound_socket_get_listener(w->bound));
+}
+
+/* accept() failed for want of a descriptor (or memory): the connection stays in the
+ * backlog and the listener stays readable, so libevent would retry at once, forever,
+ * at 100% CPU. Pause accepting for 100 ms instead; what is in flight goes on. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    (void)arg;
+    int e = errno;
+    worker_t *w = tls_worker; /* listeners run on their worker's thread */
+    if (!w)
+        return;
+    if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+        evconnlistener_disable(l);
+        struct timeval tv = {0, 100000};
+        evtimer_add(w->accept_resume, &tv);
+    }
+    long long now = now_ms();
+    if (now - w->accept_warned_ms >= 1000) {
+        w->accept_warned_ms = now;
+        log_warn("event=accept_failed worker=%d error=\"%s\"%s", w->id, strerror(e),
+                 e == EMFILE || e == ENFILE ? " hint=\"out of file descriptors: raise the open-files limit\"" : "");
+    }
 }
 
 static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
@@ -339,6 +376,10 @@ static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
         evconnlistener_free(l);
         return -1;
     }
+    w->accept_resume = evtimer_new(w->base, on_accept_resume, w);
+    if (!w->accept_resume)
+        return -1;
+    evconnlistener_set_error_cb(l, on_accept_error);
     if (port_of(ss) == 0) {
         /* The first worker picks the free port; the others share it. */
         struct sockaddr_storage got;

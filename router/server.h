@@ -40,6 +40,8 @@ typedef struct worker {
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *bound;
+    struct event *accept_resume; /* re-enables the listener after EMFILE and the like */
+    long long accept_warned_ms;  /* last out-of-descriptors warning (one a second) */
     struct event *wake; /* activated from other threads: drain / stop */
     struct event *drain_timer;
     struct headguard *guard; /* raw request-head checks (headguard.h) */

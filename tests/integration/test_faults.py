@@ -7,6 +7,7 @@ Cases run in groups that share one router config, so a whole group costs one sta
 The first attempt always goes to `new` (percentage 100) unless a case says otherwise.
 """
 import json
+import os
 import socket
 import threading
 import time
@@ -544,3 +545,108 @@ def case_memory_returns_to_baseline_after_10000_disconnects():
         check(st >= 10000, f"upstreams saw only {st} aborts")
         status, _, _ = s.r.chat(CHAT, {"x-user-id": "after"})
         eq(status, 200, "still serving")
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def case_out_of_descriptors_is_ours_not_the_providers():
+    """With no descriptor left, an upstream socket cannot be made: that is switchyard's
+    trouble, answered 503 local_error, and it must not eject a healthy provider nor
+    spin on accept()."""
+    o = Sim("original", chunk_ms=200, chunks=100)  # 20 s streams: none ends during the test
+    n = Sim("new", chunk_ms=200, chunks=100)
+    r = None
+    saved = os.environ.get("SWITCHYARD_WRAPPER")
+    os.environ["SWITCHYARD_WRAPPER"] = "prlimit --nofile=64:64 -- " + (saved or "")
+    held = []
+    try:
+        r = Router(router_config(o, n, percentage=0, workers=1,
+                                 extra=policy(eject=2, eject_base=5000, eject_max=5000)))
+        body = json.dumps(dict(CHAT, stream=True)).encode()
+        req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-user-id: fd\r\n"
+               b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() +
+               b"\r\n\r\n" + body)
+        # Each held stream costs two descriptors (client, upstream). Make the free count
+        # odd, so that the last client is accepted and its upstream socket is what fails
+        # (with an even count the last client would wait in the backlog instead).
+        free = 64 - len(os.listdir(f"/proc/{r.proc.pid}/fd"))
+        if free % 2 == 0:
+            idle = socket.create_connection(("127.0.0.1", r.port))
+            held.append(idle)
+            time.sleep(0.2)
+        refused = None
+        for _ in range(200):  # one at a time, each stream held open
+            s = socket.create_connection(("127.0.0.1", r.port))
+            s.settimeout(5)
+            s.sendall(req)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                c = s.recv(4096)
+                if not c:
+                    break
+                head += c
+            if head.startswith(b"HTTP/1.1 200"):
+                held.append(s)
+                continue
+            refused = head
+            s.settimeout(0.5)
+            try:
+                while b"local_error" not in refused:
+                    c = s.recv(4096)
+                    if not c:
+                        break
+                    refused += c
+            except socket.timeout:
+                pass
+            s.close()
+            break
+        check(refused is not None, f"{len(held)} streams held and no refusal: the limit did not bite")
+        check(refused.startswith(b"HTTP/1.1 503"), f"out of descriptors answered {refused[:900]!r}")
+        check(b"local_error" in refused and b"Retry-After: 1" in refused,
+              f"not marked as switchyard's own: {refused[:400]!r}")
+        # More clients than descriptors: accept() fails; the worker must not spin.
+        extra = []
+        for _ in range(5):
+            e = socket.socket()
+            e.setblocking(False)
+            try:
+                e.connect(("127.0.0.1", r.port))
+            except BlockingIOError:
+                pass
+            extra.append(e)
+        c0 = _cpu_seconds(r.proc.pid)
+        time.sleep(1.0)
+        spent = _cpu_seconds(r.proc.pid) - c0
+        for e in extra:
+            e.close()
+        check(spent < 0.5, f"router used {spent:.2f} s of CPU in 1 s while out of descriptors")
+        for s in held:
+            s.close()
+        held = []
+        time.sleep(0.5)
+        for i in range(5):
+            st, h, _ = r.chat(CHAT, {"x-user-id": f"after-{i}"}, timeout=10)
+            eq(st, 200, "served once descriptors are back")
+            eq(h.get("x-switchyard-provider"), "openai", "served by the original provider")
+            check("x-switchyard-fallback" not in h, f"fell back after recovery: {h}")
+        log = r.stderr_text()
+        check("provider_ejected" not in log, "a healthy provider was ejected for a local error")
+        check("event=accept_failed" in log, "accept failure not logged")
+        _, _, metrics = r.admin("GET", "/metrics")
+        check(b'class="local_error"' in metrics, "local_error missing from /metrics")
+        print(f"  out of descriptors: 503 local_error, no "
+              f"ejection, {spent:.2f} s CPU in 1 s with accept() failing")
+    finally:
+        for s in held:
+            s.close()
+        if saved is None:
+            os.environ.pop("SWITCHYARD_WRAPPER", None)
+        else:
+            os.environ["SWITCHYARD_WRAPPER"] = saved
+        for p in (r, n, o):
+            if p:
+                p.stop()

@@ -513,6 +513,7 @@ static void test_fallback_block(void **state)
                   "timeout_connect, timeout_first_byte, timeout_idle, timeout_total, upstream_5xx, "
                   "upstream_429, upstream_4xx, protocol)");
     expect_error(PROVIDERS "fallback:\n  on: [client_closed]\n", "unknown failure class");
+    expect_error(PROVIDERS "fallback:\n  on: [local_error]\n", "unknown failure class");
     expect_line(PROVIDERS "fallback:\n  max_attempts: 0\n",
                 F ":7:17: fallback.max_attempts must be from 1 to 10, got 0");
     expect_error(PROVIDERS "fallback:\n  budget: { percent: 101 }\n",
