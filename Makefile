@@ -31,6 +31,15 @@ TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
 
 CFLAGS  := $(CFLAGS_COMMON) $(PKG_CFLAGS) $(TEST_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lwslay -lpthread -lm
+# The router allocates through mimalloc (Debian's libmimalloc, which replaces malloc for
+# every library in the process): glibc's malloc/free were ~20% of a worker's
+# instructions per request (docs/PERFORMANCE.md). Not with the sanitizers, which bring
+# their own allocator; valgrind is pointed at it with --soname-synonyms.
+ifeq ($(SANITIZE),1)
+  ROUTER_LIBS :=
+else
+  ROUTER_LIBS := -Wl,--no-as-needed -lmimalloc -Wl,--as-needed
+endif
 LDFLAGS := $(LDFLAGS_SAN) $(EXTRA_LDFLAGS)
 
 # Everything but main() goes into one static library, so unit tests link
@@ -61,7 +70,7 @@ $(BUILD)/libswitchyard.a: $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/switchyard: $(BUILD)/obj/router/main.o $(BUILD)/libswitchyard.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(ROUTER_LIBS) $(LDLIBS)
 
 $(BUILD)/switchyard-sim: $(SIM_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

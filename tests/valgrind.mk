@@ -23,7 +23,10 @@ VALGRIND     ?= valgrind
 VALGRIND_K   ?= test_core test_admin test_accounting test_security
 VALGRIND_DIR  = $(BUILD)/valgrind
 VALGRIND_SUPP = $(VALGRIND_DIR)/switchyard.supp
+# somalloc: the router allocates through mimalloc; memcheck must replace its malloc
+# and free (not only libc's) to see every block.
 VALGRIND_OPTS = --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+                --soname-synonyms=somalloc=libmimalloc.so* \
                 --show-leak-kinds=definite --track-fds=no --num-callers=40 --quiet \
                 --suppressions=$(VALGRIND_SUPP) --log-file=$(VALGRIND_DIR)/%p.log
 

@@ -41,6 +41,7 @@ have_pc yaml-0.1 || need libyaml-dev
 have_pc cmocka || need libcmocka-dev
 have_pc libcrypto || need libssl-dev
 [ -f /usr/include/wslay/wslay.h ] || need libwslay-dev
+[ -f /usr/include/mimalloc.h ] || need libmimalloc-dev
 # The browser test drives Debian's chromium (playwright-core, no browser download).
 [ -x /usr/bin/chromium ] || need chromium
 # promtool validates the /metrics exposition in the tests; Debian ships it with prometheus.
