@@ -422,23 +422,27 @@ static void add_switchyard_headers(proxy_req_t *p, struct evkeyvalq *out, int wi
     if (!with_provider)
         return;
     char attempts[MAX_ATTEMPTS * 48 + 1];
-    size_t n = 0;
-    attempts[0] = '\0';
-    for (int i = 0; i < p->n_attempts && n < sizeof(attempts) - 1; i++) {
+    fmtbuf_t b;
+    fmt_init(&b, attempts, sizeof(attempts));
+    for (int i = 0; i < p->n_attempts; i++) {
         const attempt_rec_t *a = &p->attempts[i];
-        const char *name = p->cfg->providers[a->role].name;
-        int k = a->status > 0
-                    ? snprintf(attempts + n, sizeof(attempts) - n, "%s%s:%ld", i ? "," : "",
-                               name, a->status)
-                    : snprintf(attempts + n, sizeof(attempts) - n, "%s%s:%s", i ? "," : "", name,
-                               failure_name(a->cls));
-        if (k < 0)
-            break;
-        n += (size_t)k < sizeof(attempts) - n ? (size_t)k : sizeof(attempts) - n - 1;
+        if (i)
+            fmt_lit(&b, ",");
+        fmt_str(&b, p->cfg->providers[a->role].name);
+        fmt_lit(&b, ":");
+        if (a->status > 0)
+            fmt_i64(&b, a->status);
+        else
+            fmt_str(&b, failure_name(a->cls));
     }
-    if (in_flight && n < sizeof(attempts) - 1)
-        n += (size_t)snprintf(attempts + n, sizeof(attempts) - n, "%s%s:%ld", n ? "," : "",
-                              p->cfg->providers[p->role].name, p->status);
+    if (in_flight) {
+        if (b.n)
+            fmt_lit(&b, ",");
+        fmt_str(&b, p->cfg->providers[p->role].name);
+        fmt_lit(&b, ":");
+        fmt_i64(&b, p->status);
+    }
+    size_t n = fmt_cstr(&b) ? b.n : 0; /* names are short: never over in practice */
     evhttp_add_header(out, "x-switchyard-provider", p->cfg->providers[p->role].name);
     evhttp_add_header(out, "x-switchyard-variant", flags_variant_name(p->decision.variant));
     if (n > 0)
@@ -466,15 +470,22 @@ static void reply_error(proxy_req_t *p, int status, const char *type, const char
 
 static int is_hop_by_hop(const char *name)
 {
-    static const char *const drop[] = {
-        "connection", "keep-alive",       "proxy-authenticate", "proxy-authorization",
-        "te",         "trailer",          "transfer-encoding",  "upgrade",
-        "content-length", "set-cookie",   "proxy-connection",
+    static const struct {
+        const char *name;
+        size_t len;
+    } drop[] = {
+#define D(s) {s, sizeof(s) - 1}
+        D("connection"), D("keep-alive"),        D("proxy-authenticate"), D("proxy-authorization"),
+        D("te"),         D("trailer"),           D("transfer-encoding"),  D("upgrade"),
+        D("content-length"), D("set-cookie"),    D("proxy-connection"),
+#undef D
     };
+    /* Every upstream header passes here: compare only names of the same length. */
+    size_t len = strlen(name);
     for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
-        if (strcasecmp(name, drop[i]) == 0)
+        if (drop[i].len == len && strcasecmp(name, drop[i].name) == 0)
             return 1;
-    return strncasecmp(name, "x-switchyard-", 13) == 0;
+    return len >= 13 && strncasecmp(name, "x-switchyard-", 13) == 0;
 }
 
 static void copy_upstream_headers(proxy_req_t *p, struct evhttp_request *req, int in_flight)
@@ -1478,9 +1489,16 @@ static void make_request_id(proxy_req_t *p, struct evkeyvalq *in)
             return;
         }
     }
-    uint64_t a = worker_random(p->w), b = worker_random(p->w);
-    snprintf(p->request_id, sizeof(p->request_id), "sy-%016llx%016llx", (unsigned long long)a,
-             (unsigned long long)b);
+    uint64_t r[2] = {worker_random(p->w), worker_random(p->w)};
+    static const char hex[] = "0123456789abcdef";
+    char *o = p->request_id;
+    *o++ = 's';
+    *o++ = 'y';
+    *o++ = '-';
+    for (int k = 0; k < 2; k++)
+        for (int i = 60; i >= 0; i -= 4)
+            *o++ = hex[(r[k] >> i) & 0xf];
+    *o = '\0';
 }
 
 static const char *find_sticky(proxy_req_t *p, const flag_def_t *def, struct evkeyvalq *in,
@@ -1515,8 +1533,12 @@ static const char *find_sticky(proxy_req_t *p, const flag_def_t *def, struct evk
 static int add_header(struct curl_slist **list, const char *name, const char *value)
 {
     char line[4096];
-    int n = snprintf(line, sizeof(line), "%s: %s", name, value);
-    if (n < 0 || (size_t)n >= sizeof(line))
+    fmtbuf_t b;
+    fmt_init(&b, line, sizeof(line));
+    fmt_str(&b, name);
+    fmt_lit(&b, ": ");
+    fmt_str(&b, value);
+    if (!fmt_cstr(&b))
         return -1;
     struct curl_slist *l = curl_slist_append(*list, line);
     if (!l)
@@ -1596,7 +1618,9 @@ static int start_attempt(proxy_req_t *p, int role)
     char *url = malloc(url_len);
     if (!url)
         return -1;
-    snprintf(url, url_len, "%s%s", pv->base_url, p->path_query);
+    size_t base_len = url_len - 1 - strlen(p->path_query);
+    memcpy(url, pv->base_url, base_len);
+    memcpy(url + base_len, p->path_query, url_len - base_len); /* with its NUL */
     curl_easy_setopt(e, CURLOPT_URL, url);
     free(url); /* libcurl copies it */
 
@@ -1756,7 +1780,14 @@ static void proxy_begin(proxy_req_t *p, const char *path, const char *query, cha
         maybe_free(p);
         return;
     }
-    snprintf(p->path_query, pq_len, "%s%s%s", path + 3, query ? "?" : "", query ? query : "");
+    fmtbuf_t pq;
+    fmt_init(&pq, p->path_query, pq_len);
+    fmt_str(&pq, path + 3);
+    if (query) {
+        fmt_lit(&pq, "?");
+        fmt_str(&pq, query);
+    }
+    fmt_cstr(&pq); /* pq_len was sized for exactly this */
 
     body_info_t info;
     int have_info = 0;
