@@ -553,12 +553,15 @@ static size_t client_backlog(proxy_req_t *p)
     return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
 }
 
-/* Looks at one complete event on its way to the client: usage, content count. */
-static void inspect_event(proxy_req_t *p, const char *ev, size_t len)
+/* Looks at one complete event on its way to the client: usage, content count.
+ * has_usage: what usage_event_has_usage says of it, when the caller knows (-1: not). */
+static void inspect_event(proxy_req_t *p, const char *ev, size_t len, int has_usage)
 {
     if (memmem(ev, len, "\"content\":\"", 11))
         p->content_events++;
-    if (usage_event_has_usage(ev, len)) {
+    if (has_usage < 0)
+        has_usage = usage_event_has_usage(ev, len);
+    if (has_usage) {
         const char *data;
         size_t dlen;
         if (sse_event_data(ev, len, &data, &dlen) == 0)
@@ -579,7 +582,17 @@ static void forward(proxy_req_t *p, size_t n)
         size_t len = sse_event_end(region + off, n - off);
         if (len == 0)
             len = n - off; /* a tail without its blank line */
-        inspect_event(p, region + off, len);
+        if (p->kind == CLIENT_HTTP && p->inject_usage) {
+            /* Stripping `,"usage":null` changes neither the content nor the usage, and
+             * its answer (-1: the event carries usage) saves inspect_event a search. */
+            long kept = usage_strip_event(region + off, len);
+            inspect_event(p, region + off, kept < 0 ? len : (size_t)kept, kept < 0);
+            if (kept > 0)
+                evbuffer_add(p->out, region + off, (size_t)kept);
+            off += len;
+            continue;
+        }
+        inspect_event(p, region + off, len, -1);
         if (p->kind != CLIENT_HTTP) {
             const char *data;
             size_t dlen;
@@ -592,10 +605,6 @@ static void forward(proxy_req_t *p, size_t n)
                     snprintf(p->finish_reason, sizeof(p->finish_reason), "%s", ch.finish_reason);
                 chunk_free(&ch);
             }
-        } else if (p->inject_usage) {
-            long kept = usage_strip_event(region + off, len);
-            if (kept > 0)
-                evbuffer_add(p->out, region + off, (size_t)kept);
         }
         off += len;
     }

@@ -107,10 +107,10 @@ int usage_from_json_reference(const char *json, size_t len, usage_t *u)
 }
 #endif
 
-int usage_event_has_usage(const char *data, size_t len)
+/* From the first `"usage":` at or after p: 1 when one of them opens an object. */
+static int usage_object_from(const char *p, const char *end)
 {
     static const char key[] = "\"usage\":";
-    const char *p = data, *end = data + len;
     while ((p = memmem(p, (size_t)(end - p), key, sizeof(key) - 1))) {
         p += sizeof(key) - 1;
         while (p < end && (*p == ' ' || *p == '\t'))
@@ -121,13 +121,24 @@ int usage_event_has_usage(const char *data, size_t len)
     return 0;
 }
 
+int usage_event_has_usage(const char *data, size_t len)
+{
+    return usage_object_from(data, data + len);
+}
+
 long usage_strip_event(char *event, size_t len)
 {
+    static const char key[] = "\"usage\":";
     static const char member[] = ",\"usage\":null";
-    if (usage_event_has_usage(event, len))
+    /* One search finds both: no `"usage":` at all (most events of most streams) means no
+     * usage object and nothing to strip. */
+    char *first = memmem(event, len, key, sizeof(key) - 1);
+    if (!first)
+        return (long)len;
+    if (usage_object_from(first, event + len))
         return -1;
     size_t n = len;
-    char *p = event;
+    char *p = first > event ? first - 1 : event; /* a member starts at its comma */
     while ((p = memmem(p, n - (size_t)(p - event), member, sizeof(member) - 1))) {
         size_t tail = n - (size_t)(p - event) - (sizeof(member) - 1);
         memmove(p, p + sizeof(member) - 1, tail);

@@ -9,6 +9,8 @@
  *     one-shot scan (the brief's invariant), and its last event end is the
  *     one-shot end, or one byte short when a CRLF terminator was split;
  *   - every reported end lies inside the chunk;
+ *   - sse_scan and sse_event_end (line-wise, memchr) agree with the byte-wise
+ *     definition (sse_scan_reference) in count, end and state, on every split;
  *   - walking the stream with sse_event_end (as forward() in proxy.c does)
  *     yields exactly as many events, each at most the rest of the buffer;
  *   - sse_event_data points inside its event; usage_strip_event never grows an
@@ -22,6 +24,8 @@
 #include <sanitizer/asan_interface.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+size_t sse_event_end_reference(const char *data, size_t len); /* sse.c */
+size_t sse_scan_reference(sse_scanner_t *s, const char *data, size_t len, size_t *last_end);
 
 static uint32_t next_rand(uint32_t *s)
 {
@@ -35,8 +39,9 @@ static uint32_t next_rand(uint32_t *s)
  * (without one allocation per chunk). */
 static size_t scan_split(char *buf, size_t len, uint32_t seed, int mode, size_t *abs_end)
 {
-    sse_scanner_t s;
+    sse_scanner_t s, ref;
     sse_scanner_init(&s);
+    sse_scanner_init(&ref);
     size_t total = 0, off = 0;
     *abs_end = 0;
     while (off < len) {
@@ -51,6 +56,13 @@ static size_t scan_split(char *buf, size_t len, uint32_t seed, int mode, size_t 
         ASAN_POISON_MEMORY_REGION(buf + off + n, len - off - n);
         size_t found = sse_scan(&s, buf + off, n, &last_end);
         ASAN_UNPOISON_MEMORY_REGION(buf + off + n, len - off - n);
+        /* differential: the line-wise scanner agrees with the byte-wise definition,
+         * count, end and state, on every split */
+        size_t ref_end = (size_t)-1;
+        size_t ref_found = sse_scan_reference(&ref, buf + off, n, &ref_end);
+        FUZZ_CHECK(ref_found == found && ref_end == last_end);
+        FUZZ_CHECK(ref.prev_cr == s.prev_cr && ref.at_line_start == s.at_line_start &&
+                   ref.has_content == s.has_content && ref.events == s.events);
         if (found > 0) {
             FUZZ_CHECK(last_end >= 1 && last_end <= n);
             *abs_end = off + last_end;
@@ -118,6 +130,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (off < len) {
         size_t n = sse_event_end(copy + off, len - off);
         FUZZ_CHECK(n <= len - off);
+        /* differential: the line-wise scan agrees with the byte-wise definition */
+        FUZZ_CHECK(n == sse_event_end_reference(copy + off, len - off));
         if (n == 0) {
             /* a tail without its blank line: inspected the same way */
             char *tail = fuzz_dup((const uint8_t *)stream + off, len - off);
