@@ -1318,11 +1318,21 @@ static void write_access_line(proxy_req_t *p, const char *path, int provider, do
     fmt_lit(&b, ",\"usage_source\":\"");
     fmt_str(&b, usage_source_name(p->usage.source));
     fmt_lit(&b, "\",\"cost_usd\":");
+    size_t cost_at = b.n;
     put_money(&b, cost);
+    size_t cost_len = b.n - cost_at;
     fmt_lit(&b, ",\"cost_if_original_usd\":");
-    put_money(&b, cost_orig);
+    /* Served by the original provider, the two are the same number: print it once
+     * (%.17g is most of this line's cost). */
+    if (cost_orig == cost && !b.over)
+        fmt_mem(&b, b.p + cost_at, cost_len);
+    else
+        put_money(&b, cost_orig);
     fmt_lit(&b, ",\"wasted_cost_usd\":");
-    fmt_g17(&b, wasted);
+    if (wasted == 0)
+        fmt_lit(&b, "0");
+    else
+        fmt_g17(&b, wasted);
     fmt_lit(&b, ",\"fallback\":");
     put_json(&b, p->fallback_why);
     fmt_lit(&b, ",\"truncated\":");

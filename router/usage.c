@@ -70,6 +70,79 @@ static int usage_from_tree(const char *json, size_t len, usage_t *u)
     return rc;
 }
 
+/* A member that is a plain non-negative integer (what providers send): 1 with *v set
+ * (-1 when absent), 0 when unsure (a fraction, an exponent, a sign, another type, an
+ * escaped key): then cJSON decides, with num()'s rules. */
+static int fast_num(const char *o, size_t n, const char *key, long *v)
+{
+    size_t off, len;
+    int r = jsonscan_member(o, n, key, &off, &len);
+    if (r == JSONSCAN_UNSURE)
+        return 0;
+    if (r == JSONSCAN_ABSENT) {
+        *v = -1;
+        return 1;
+    }
+    if (len == 0 || len > 15) /* 15 digits stay below num()'s 9e15 bound */
+        return 0;
+    long x = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = o[off + i];
+        if (c < '0' || c > '9')
+            return 0;
+        x = x * 10 + (c - '0');
+    }
+    *v = x;
+    return 1;
+}
+
+/* cached_tokens of the details member named `key`: 1 with *v set, 0 when unsure. */
+static int fast_cached(const char *o, size_t n, const char *key, long *v)
+{
+    size_t off, len;
+    int r = jsonscan_member(o, n, key, &off, &len);
+    if (r == JSONSCAN_UNSURE)
+        return 0;
+    if (r == JSONSCAN_ABSENT || o[off] != '{') {
+        /* absent, or not an object: no cached count (an object that is not well formed
+         * is caught by the scan below returning unsure) */
+        if (r == JSONSCAN_FOUND && (o[off] == '[' || o[off] == '"'))
+            return 0;
+        *v = -1;
+        return 1;
+    }
+    return fast_num(o + off, len, "cached_tokens", v);
+}
+
+/* read_usage on the text of a usage value, without a tree: 1 = done (*rc set), 0 =
+ * unsure. */
+static int read_usage_fast(const char *o, size_t n, usage_t *u, int *rc)
+{
+    if (n == 0 || o[0] != '{')
+        return 0;
+    long in, out, cached;
+    const char *details = "prompt_tokens_details";
+    if (!fast_num(o, n, "prompt_tokens", &in) || !fast_num(o, n, "completion_tokens", &out))
+        return 0;
+    if (in < 0) { /* Responses API names */
+        if (!fast_num(o, n, "input_tokens", &in) || !fast_num(o, n, "output_tokens", &out))
+            return 0;
+        details = "input_tokens_details";
+    }
+    if (in < 0) {
+        *rc = -1;
+        return 1;
+    }
+    if (!fast_cached(o, n, details, &cached))
+        return 0;
+    u->prompt = in;
+    u->completion = out < 0 ? 0 : out;
+    u->cached = cached < 0 ? 0 : (cached > in ? in : cached);
+    u->source = USAGE_UPSTREAM;
+    *rc = 0;
+    return 1;
+}
+
 /* `usage` (or `response.usage`) of the object at json, parsing only that value.
  * 1 = unsure (the caller parses the whole body). */
 static int usage_by_scan(const char *json, size_t len, usage_t *u, int nested)
@@ -79,7 +152,7 @@ static int usage_by_scan(const char *json, size_t len, usage_t *u, int nested)
     if (r == JSONSCAN_UNSURE)
         return 1;
     int rc = -1;
-    if (r == JSONSCAN_FOUND) {
+    if (r == JSONSCAN_FOUND && !read_usage_fast(json + off, vlen, u, &rc)) {
         cJSON *v = parse_copy(json + off, vlen);
         rc = read_usage(v, u);
         cJSON_Delete(v);

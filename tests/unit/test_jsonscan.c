@@ -67,6 +67,14 @@ static void test_usage_through_the_scan(void **state)
     assert_int_equal(u.completion, 2);
     const char *none = "{\"usage\":null,\"choices\":[]}";
     assert_int_equal(usage_from_json(none, strlen(none), &u), -1);
+    /* numbers the integer path does not take: cJSON's rules (truncation, exponent) */
+    const char *odd = "{\"usage\":{\"prompt_tokens\":12.9,\"completion_tokens\":2e1,"
+                      "\"prompt_tokens_details\":{\"cached_tokens\":-3}}}";
+    memset(&u, 0, sizeof u);
+    assert_int_equal(usage_from_json(odd, strlen(odd), &u), 0);
+    assert_int_equal(u.prompt, 12);
+    assert_int_equal(u.completion, 20);
+    assert_int_equal(u.cached, 0);
     /* an escaped key: the scan steps aside and the whole-body parse decides */
     const char *esc = "{\"\\u0075sage\":{\"prompt_tokens\":5}}";
     memset(&u, 0, sizeof u);
