@@ -31,8 +31,8 @@ static void test_integers_match_printf(void **state)
     }
     srand(7);
     for (int i = 0; i < 100000; i++) {
-        int64_t v = ((int64_t)rand() << 33) ^ ((int64_t)rand() << 2) ^ rand();
-        if (i & 1)
+        int64_t v = (int64_t)(((uint64_t)rand() << 33) ^ ((uint64_t)rand() << 2) ^ (uint64_t)rand());
+        if ((i & 1) && v != INT64_MIN)
             v = -v;
         snprintf(want, sizeof want, "%lld", (long long)v);
         assert_string_equal(run_i64(got, sizeof got, v), want);
