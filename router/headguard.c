@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -84,11 +85,13 @@ static slot_t *slot_for(headguard_t *g, evutil_socket_t fd, int grow)
     return &g->slots[fd];
 }
 
-static int64_t now_ms(headguard_t *g)
+/* Monotonic (a wall-clock step must neither fake nor hide a slow head); the coarse
+ * clock is a vDSO read at tick resolution, plenty for a limit counted in seconds. */
+static int64_t now_ms(void)
 {
-    struct timeval tv;
-    event_base_gettimeofday_cached(g->base, &tv);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void slot_new_head(slot_t *s)
@@ -150,20 +153,24 @@ static void scan_tail(slot_t *s, struct evbuffer *buf, size_t n)
     }
 }
 
-static const char TIMEOUT_REPLY[] =
-    "HTTP/1.1 408 Request Timeout\r\n"
-    "Content-Type: application/json\r\n"
-    "Connection: close\r\n"
-    "Content-Length: 121\r\n\r\n"
-    "{\"error\":{\"message\":\"The request headers took too long to arrive.\",\"type\":"
-    "\"invalid_request_error\",\"code\":\"request_timeout\"}}\n";
+#define TIMEOUT_BODY                                                                      \
+    "{\"error\":{\"message\":\"The request headers took too long to arrive.\",\"type\":"        \
+    "\"invalid_request_error\",\"param\":null,\"code\":\"request_timeout\"}}\n"
+static const char TIMEOUT_REPLY[] = "HTTP/1.1 408 Request Timeout\r\n"
+                                    "Content-Type: application/json\r\n"
+                                    "Connection: close\r\n"
+                                    "Content-Length: %zu\r\n\r\n" TIMEOUT_BODY;
 
 static void cut_off(struct bufferevent *bev, evutil_socket_t fd)
 {
     /* Only when nothing else is queued, so the 408 cannot interleave with a reply. */
     if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-        ssize_t w = send(fd, TIMEOUT_REPLY, sizeof TIMEOUT_REPLY - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)w;
+        char reply[512];
+        int n = snprintf(reply, sizeof reply, TIMEOUT_REPLY, sizeof TIMEOUT_BODY - 1);
+        if (n > 0 && (size_t)n < sizeof reply) {
+            ssize_t w = send(fd, reply, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)w;
+        }
     }
     /* Not close(): evhttp still owns the descriptor; it reads EOF next and frees the
      * connection itself. */
@@ -188,7 +195,7 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
     }
     if (s->phase != PH_HEAD)
         return;
-    int64_t now = now_ms(g);
+    int64_t now = now_ms();
     if (s->head_start_ms == 0)
         s->head_start_ms = now;
     scan_tail(s, buf, info->n_added);
@@ -258,12 +265,13 @@ enum headguard_verdict headguard_verdict(struct evhttp_request *req)
     if (s->phase == PH_OFF)
         return v;
     slot_new_head(s);
+    /* A pipelined head already buffered is checked for NUL now; its clock starts with
+     * the next bytes read, not here: until this reply is written evhttp reads nothing,
+     * and the provider's time is not the client's. */
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t pending = evbuffer_get_length(in);
-    if (pending > 0) {
-        s->head_start_ms = now_ms(tls_guard);
+    if (pending > 0)
         scan_tail(s, in, pending);
-    }
     return v;
 }
 

@@ -421,7 +421,9 @@ static void add_switchyard_headers(proxy_req_t *p, struct evkeyvalq *out, int wi
     add_cors(out, p->cfg, p->origin);
     if (!with_provider)
         return;
-    char attempts[MAX_ATTEMPTS * 48 + 1];
+    /* Up to MAX_ATTEMPTS finished attempts and the one in flight, each a name (at most
+     * 64 bytes), a colon and a status or class name, with a comma. */
+    char attempts[(MAX_ATTEMPTS + 1) * (64 + 1 + 24 + 1) + 1];
     fmtbuf_t b;
     fmt_init(&b, attempts, sizeof(attempts));
     for (int i = 0; i < p->n_attempts; i++) {
@@ -442,7 +444,7 @@ static void add_switchyard_headers(proxy_req_t *p, struct evkeyvalq *out, int wi
         fmt_lit(&b, ":");
         fmt_i64(&b, p->status);
     }
-    size_t n = fmt_cstr(&b) ? b.n : 0; /* names are short: never over in practice */
+    size_t n = fmt_cstr(&b) ? b.n : 0; /* sized above for the longest possible list */
     evhttp_add_header(out, "x-switchyard-provider", p->cfg->providers[p->role].name);
     evhttp_add_header(out, "x-switchyard-variant", flags_variant_name(p->decision.variant));
     if (n > 0)
@@ -774,8 +776,9 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_so
     (void)purpose;
     proxy_req_t *p = arg;
     curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
-    if (fd == CURL_SOCKET_BAD)
-        p->open_errno = errno;
+    /* The last socket() of the attempt decides: a later address may still connect, or
+     * be refused for the provider's own reasons. */
+    p->open_errno = fd == CURL_SOCKET_BAD ? errno : 0;
     return fd;
 }
 
@@ -847,6 +850,16 @@ static void describe_attempts(const proxy_req_t *p, char *out, size_t cap)
 }
 
 /* Every attempt failed, or no more may be made: the client's answer. */
+/* A header for the HTTP reply still to come; WebSocket chats and started browser
+ * streams have none (their answers are messages), so nothing is added there. */
+static void add_reply_header(proxy_req_t *p, const char *name, const char *value)
+{
+    if (!p->req || p->client_done || p->kind == CLIENT_WS ||
+        (p->kind == CLIENT_SSE && p->sse_started))
+        return;
+    evhttp_add_header(evhttp_request_get_output_headers(p->req), name, value);
+}
+
 static void reply_final_failure(proxy_req_t *p)
 {
     const attempt_rec_t *last = &p->attempts[p->n_attempts - 1];
@@ -868,18 +881,17 @@ static void reply_final_failure(proxy_req_t *p)
     if (all_429)
         retry_after = p->retry_after_ms;
     if (all_429) {
-        struct evhttp_request *req = p->req;
         if (retry_after >= 0) {
             char ra[32];
             snprintf(ra, sizeof(ra), "%ld", (retry_after + 999) / 1000);
-            evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", ra);
+            add_reply_header(p, "Retry-After", ra);
         }
         reply_error(p, 429, "rate_limit_error", "rate_limit_exceeded", msg, 1);
         return;
     }
     if (last->cls == FAIL_LOCAL_ERROR) {
         /* Ours, not the provider's: say so, and when to come back. */
-        evhttp_add_header(evhttp_request_get_output_headers(p->req), "Retry-After", "1");
+        add_reply_header(p, "Retry-After", "1");
         reply_error(p, 503, "server_error", "local_error", msg, 1);
         return;
     }

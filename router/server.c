@@ -193,6 +193,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
         return;
     w->draining = 1;
     if (w->bound) {
+        evtimer_del(w->accept_resume);
         evhttp_del_accept_socket(w->http, w->bound);
         w->bound = NULL;
     }
@@ -281,7 +282,8 @@ static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     worker_t *w = arg;
-    evconnlistener_enable(evhttp_bound_socket_get_listener(w->bound));
+    if (w->bound) /* not when the server stopped listening meanwhile */
+        evconnlistener_enable(evhttp_bound_socket_get_listener(w->bound));
 }
 
 /* accept() failed for want of a descriptor (or memory): the connection stays in the

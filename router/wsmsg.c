@@ -29,6 +29,11 @@ wsmsg_kind_t wsmsg_parse(const uint8_t *data, size_t len, wsmsg_t *m)
 {
     memset(m, 0, sizeof(*m));
     m->kind = WSMSG_BAD_JSON;
+    /* JSON has no raw NUL anywhere (inside a string it must be escaped); cJSON would
+     * take one inside a string and the C string would end there ("sk-good\0junk"
+     * authenticating as "sk-good"). */
+    if (len && memchr(data, '\0', len))
+        return m->kind;
     char *copy = malloc(len + 1);
     if (!copy)
         return m->kind;

@@ -1,7 +1,8 @@
 /* wsmsg: the client messages of a WebSocket connection, parsed and classified — the
  * pure part of ws.c (no I/O, no connection state), so it is unit-tested and fuzzed.
  *
- * A message is one JSON object (anything after it but whitespace is refused) with a
+ * A message is one JSON object (anything after it but whitespace is refused, and so is
+ * a raw NUL anywhere) with a
  * string `type`: auth {token}, heartbeat, subscribe/unsubscribe {channel}, chat
  * {id, ...a chat completion request}. A message with no `type` but `"stream": true`
  * and `messages` is a chat as well (an SDK's request body sent as is).

@@ -553,6 +553,60 @@ def _cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _ws_open(port):
+    """A minimal RFC 6455 client: the handshake, then masked text frames."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(5)
+    s.sendall(b"GET /v1/realtime HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        c = s.recv(1)
+        if not c:
+            raise TestFailure(f"WebSocket handshake cut: {head!r}")
+        head += c
+    check(head.startswith(b"HTTP/1.1 101"), f"WebSocket handshake answered {head[:80]!r}")
+    return s
+
+
+def _ws_send_text(s, payload):
+    mask = b"\x01\x02\x03\x04"
+    n = len(payload)
+    hdr = bytes([0x81, 0x80 | n]) if n < 126 else bytes([0x81, 0x80 | 126]) + n.to_bytes(2, "big")
+    s.sendall(hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+def _ws_recv_text(s, timeout):
+    """The next text message's payload (server frames are unmasked), or None."""
+    s.settimeout(timeout)
+    buf = b""
+    try:
+        while True:
+            while len(buf) < 2:
+                c = s.recv(4096)
+                if not c:
+                    return None
+                buf += c
+            n, at = buf[1] & 0x7F, 2
+            if n == 126:
+                while len(buf) < 4:
+                    buf += s.recv(4096)
+                n, at = int.from_bytes(buf[2:4], "big"), 4
+            while len(buf) < at + n:
+                c = s.recv(4096)
+                if not c:
+                    return None
+                buf += c
+            op, payload, buf = buf[0] & 0x0F, buf[at:at + n], buf[at + n:]
+            if op == 1:
+                return payload
+            if op == 8:
+                return None
+    except socket.timeout:
+        return None
+
+
 def case_out_of_descriptors_is_ours_not_the_providers():
     """With no descriptor left, an upstream socket cannot be made: that is switchyard's
     trouble, answered 503 local_error, and it must not eject a healthy provider nor
@@ -608,6 +662,15 @@ def case_out_of_descriptors_is_ours_not_the_providers():
         check(refused.startswith(b"HTTP/1.1 503"), f"out of descriptors answered {refused[:900]!r}")
         check(b"local_error" in refused and b"Retry-After: 1" in refused,
               f"not marked as switchyard's own: {refused[:400]!r}")
+        # A WebSocket chat in the same state: accepted with the last descriptor, its
+        # upstream socket cannot be made. It gets an error message, and the router lives.
+        ws = _ws_open(r.port)
+        _ws_send_text(ws, json.dumps(dict(CHAT, type="chat", id="c-fd")).encode())
+        msg = _ws_recv_text(ws, 5)
+        ws.close()
+        check(msg is not None and b'"local_error"' in msg,
+              f"WebSocket chat out of descriptors got {msg!r}")
+        check(r.proc.poll() is None, "the router died on a WebSocket chat out of descriptors")
         # More clients than descriptors: accept() fails; the worker must not spin.
         extra = []
         for _ in range(5):

@@ -150,6 +150,10 @@ def case_trickled_head_is_cut_off():
         check(closed, f"a trickling client kept its connection for {took:.1f}s")
         check(took < 3.0, f"cut off after {took:.2f}s (header_timeout_ms 1500)")
         eq(status_of(got), 408, "answer to the trickled head")
+        head, _, body = got.partition(b"\r\n\r\n")
+        m = re.search(rb"(?i)content-length: (\d+)", head)
+        check(m and int(m.group(1)) == len(body), f"408 length {m and m.group(1)} for {len(body)} bytes")
+        eq(json.loads(body)["error"]["code"], "request_timeout", "408 body")
         # The worker is free for others at once.
         st, _, _ = r.chat(CHAT, {"x-user-id": "after"})
         eq(st, 200, "served after the trickler")

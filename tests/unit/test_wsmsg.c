@@ -56,6 +56,10 @@ static void test_nul_inside_is_not_the_end(void **state)
     wsmsg_t m;
     assert_int_equal(wsmsg_parse(msg, sizeof msg - 1, &m), WSMSG_BAD_JSON);
     wsmsg_free(&m);
+    /* nor inside a string: the token must not end early */
+    static const uint8_t auth[] = "{\"type\":\"auth\",\"token\":\"sk-good\0junk\"}";
+    assert_int_equal(wsmsg_parse(auth, sizeof auth - 1, &m), WSMSG_BAD_JSON);
+    wsmsg_free(&m);
 }
 
 static void test_fields(void **state)
