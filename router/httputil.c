@@ -3,6 +3,8 @@
 
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
 #include <stdlib.h>
@@ -21,6 +23,27 @@ char *http_error_body(const char *type, const char *code, const char *message)
         out = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return out;
+}
+
+void http_flush_reply(struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    if (!bev)
+        return;
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (fd < 0 || evbuffer_get_length(out) == 0)
+        return;
+    /* The bufferevent keeps its output's front frozen so that only its own write
+     * callback drains it; this is that write, done now. */
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write(out, fd);
+    evbuffer_freeze(out, 1);
+    /* All written: tell evhttp as its write callback would (it finishes the request,
+     * and may free the connection: nothing of bev is touched after this). Anything
+     * left, or an error, stays with the bufferevent, which meets it on its next write. */
+    if (n > 0 && evbuffer_get_length(out) == 0)
+        bufferevent_trigger(bev, EV_WRITE, 0);
 }
 
 void http_reply_json(struct evhttp_request *req, int status, const char *body)

@@ -26,6 +26,13 @@ void http_reply_error(struct evhttp_request *req, int status, const char *type, 
 /* Reason phrase for a status code ("OK", "Bad Gateway", ...). */
 const char *http_reason(int status);
 
+/* After evhttp_send_reply: writes the reply to the socket now rather than on the next
+ * loop iteration (evhttp only enables the write event), and when it all went out,
+ * completes the request as evhttp's write callback would. Saves a loop iteration and
+ * the epoll_ctl pair per reply; a reply that does not fit the socket buffer carries on
+ * the usual way. Call with nothing of the request or connection used afterwards. */
+void http_flush_reply(struct evhttp_connection *evcon);
+
 /* 1 when the header value holds a byte that must never be forwarded (CR, LF, NUL, other
  * controls but TAB). */
 int http_value_unsafe(const char *v);

@@ -543,6 +543,8 @@ static void reply_buffered(proxy_req_t *p)
     mark_first_byte(p, (int)p->status);
     copy_upstream_headers(p, req, 0);
     evhttp_send_reply(req, (int)p->status, http_reason((int)p->status), p->buf);
+    http_flush_reply(p->evcon);
+    p->evcon = NULL; /* the flush may have completed and freed it */
 }
 
 /* ---- upstream callbacks ---------------------------------------------------------- */
