@@ -32,7 +32,6 @@ typedef struct {
 } slot_t;
 
 struct headguard {
-    struct event_base *base;
     long head_timeout_ms;
     slot_t *slots; /* indexed by descriptor */
     size_t n_slots;
@@ -40,12 +39,11 @@ struct headguard {
 
 static _Thread_local headguard_t *tls_guard;
 
-headguard_t *headguard_new(struct event_base *base, long head_timeout_ms)
+headguard_t *headguard_new(long head_timeout_ms)
 {
     headguard_t *g = calloc(1, sizeof *g);
     if (!g)
         return NULL;
-    g->base = base;
     g->head_timeout_ms = head_timeout_ms;
     return g;
 }

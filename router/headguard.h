@@ -38,7 +38,7 @@ enum headguard_verdict {
 
 /* head_timeout_ms: the most a request head may take from its first byte to its blank
  * line. NULL on allocation failure. */
-headguard_t *headguard_new(struct event_base *base, long head_timeout_ms);
+headguard_t *headguard_new(long head_timeout_ms);
 void headguard_free(headguard_t *g);
 
 /* Makes g the headguard of the calling thread (the worker's loop thread). */

@@ -332,7 +332,7 @@ static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
         return -1;
     w->up = upstream_new(w->base);
     w->http = evhttp_new(w->base);
-    w->guard = headguard_new(w->base, cfg->limits.header_timeout_ms);
+    w->guard = headguard_new(cfg->limits.header_timeout_ms);
     w->wake = event_new(w->base, -1, 0, on_wake, w);
     w->drain_timer = evtimer_new(w->base, on_drain_deadline, w);
     w->metrics = metrics_shard_new();

@@ -42,6 +42,15 @@ size_t sse_scan_reference(sse_scanner_t *s, const char *data, size_t len, size_t
 }
 #endif
 
+/* The first CR or LF at or after i, or len when there is none. */
+static size_t next_terminator(const char *data, size_t len, size_t i)
+{
+    const char *lf = memchr(data + i, '\n', len - i);
+    size_t lim = lf ? (size_t)(lf - data) : len;
+    const char *cr = memchr(data + i, '\r', lim - i);
+    return cr ? (size_t)(cr - data) : lim;
+}
+
 /* Line by line: memchr finds each terminator, so a chunk costs a few calls rather than
  * a branch per byte (every byte of every stream passes here). */
 size_t sse_scan(sse_scanner_t *s, const char *data, size_t len, size_t *last_end)
@@ -57,10 +66,7 @@ size_t sse_scan(sse_scanner_t *s, const char *data, size_t len, size_t *last_end
                 continue;
             }
         }
-        const char *lf = memchr(data + i, '\n', len - i);
-        size_t lim = lf ? (size_t)(lf - data) : len;
-        const char *cr = memchr(data + i, '\r', lim - i);
-        size_t t = cr ? (size_t)(cr - data) : lim;
+        size_t t = next_terminator(data, len, i);
         if (t > i) {
             s->at_line_start = 0;
             s->has_content = 1;
@@ -107,11 +113,7 @@ size_t sse_event_end(const char *data, size_t len)
     size_t i = 0;
     int has_content = 0;
     while (i < len) {
-        /* The next line terminator: the first CR or LF at or after i. */
-        const char *lf = memchr(data + i, '\n', len - i);
-        size_t lim = lf ? (size_t)(lf - data) : len;
-        const char *cr = memchr(data + i, '\r', lim - i);
-        size_t t = cr ? (size_t)(cr - data) : lim;
+        size_t t = next_terminator(data, len, i);
         if (t == len)
             return 0;
         if (t > i) {

@@ -227,6 +227,20 @@ def request(method, host, port, path, body=None, headers=None, timeout=30):
         conn.close()
 
 
+def open_idle(port, n, host="127.0.0.1"):
+    """n connections that connect (non-blocking) and then send nothing; the caller closes."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect((host, port))
+        except BlockingIOError:
+            pass
+        socks.append(s)
+    return socks
+
+
 def raw_request(port, data, timeout=10, host="127.0.0.1"):
     """Sends raw bytes, returns everything the server answers until it closes or times out."""
     s = socket.create_connection((host, port), timeout=timeout)

@@ -12,8 +12,8 @@ import socket
 import threading
 import time
 
-from harness import (Router, Sim, TestFailure, check, eq, openai_error, router_config,
-                     sse_events)
+from harness import (Router, Sim, TestFailure, check, eq, open_idle, openai_error,
+                     router_config, sse_events)
 
 CHAT = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hello"}]}
 
@@ -672,15 +672,7 @@ def case_out_of_descriptors_is_ours_not_the_providers():
               f"WebSocket chat out of descriptors got {msg!r}")
         check(r.proc.poll() is None, "the router died on a WebSocket chat out of descriptors")
         # More clients than descriptors: accept() fails; the worker must not spin.
-        extra = []
-        for _ in range(5):
-            e = socket.socket()
-            e.setblocking(False)
-            try:
-                e.connect(("127.0.0.1", r.port))
-            except BlockingIOError:
-                pass
-            extra.append(e)
+        extra = open_idle(r.port, 5)
         c0 = _cpu_seconds(r.proc.pid)
         time.sleep(1.0)
         spent = _cpu_seconds(r.proc.pid) - c0

@@ -5,8 +5,8 @@ import resource
 import socket
 import time
 
-from harness import (Router, Sim, check, eq, openai_error, raw_request, router_config,
-                     status_of)
+from harness import (Router, Sim, check, eq, open_idle, openai_error, raw_request,
+                     router_config, status_of)
 
 
 CHAT = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}
@@ -236,14 +236,7 @@ def case_ten_thousand_idle_connections_do_not_stop_service():
     o, n, r = _stack(extra="limits: { client_timeout_ms: 60000 }")
     idle = []
     try:
-        for _ in range(10000):
-            s = socket.socket()
-            s.setblocking(False)
-            try:
-                s.connect(("127.0.0.1", r.port))
-            except BlockingIOError:
-                pass
-            idle.append(s)
+        idle = open_idle(r.port, 10000)
         time.sleep(1.0)
         t0 = time.monotonic()
         for i in range(20):
