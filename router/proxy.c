@@ -128,7 +128,6 @@ struct proxy_req {
     long long paused_at_ms;
     fail_class_t fail;
     char fail_detail[128];
-    int open_errno; /* errno of a failed socket() for this attempt, else 0 */
     timer_mode_t timer_mode;
     int attempt_is_probe; /* this attempt holds its provider's probe slot */
     long retry_after_ms;  /* from the last upstream response, -1 when absent */
@@ -773,22 +772,11 @@ static int local_errno(int e)
 
 /* libcurl's socket(), wrapped only to keep its errno: libcurl 7.88 reports a failed
  * socket() as CURLE_COULDNT_CONNECT with no OS error, like a refused connection. */
-static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
-{
-    (void)purpose;
-    proxy_req_t *p = arg;
-    curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
-    /* The last socket() of the attempt decides: a later address may still connect, or
-     * be refused for the provider's own reasons. */
-    p->open_errno = fd == CURL_SOCKET_BAD ? errno : 0;
-    return fd;
-}
-
 static fail_class_t classify_curl(proxy_req_t *p, CURLcode rc)
 {
     if (rc == CURLE_OUT_OF_MEMORY)
         return FAIL_LOCAL_ERROR;
-    if (rc == CURLE_COULDNT_CONNECT && local_errno(p->open_errno))
+    if (rc == CURLE_COULDNT_CONNECT && local_errno(p->xfer.open_errno))
         return FAIL_LOCAL_ERROR;
     switch (rc) {
     case CURLE_OPERATION_TIMEDOUT:
@@ -1580,7 +1568,7 @@ static int add_header(struct curl_slist **list, const char *name, const char *va
     return 0;
 }
 
-static int build_upstream_headers(proxy_req_t *p, const config_provider_t *pv)
+static int build_upstream_headers(proxy_req_t *p, const config_provider_t *pv, size_t send_len)
 {
     static const char *const forwarded[] = {"Content-Type",   "Accept",          "OpenAI-Organization",
                                             "OpenAI-Project", "Idempotency-Key", "OpenAI-Beta"};
@@ -1614,7 +1602,10 @@ static int build_upstream_headers(proxy_req_t *p, const config_provider_t *pv)
         else
             l = x;
     }
-    l = curl_slist_append(l, "Expect:");
+    /* No "Expect: 100-continue" round trip. libcurl 7.69+ asks only above 1 MiB, older
+     * ones above 1 KiB; below that every custom header costs libcurl a scan per check. */
+    if (send_len > 1024)
+        l = curl_slist_append(l, "Expect:");
     l = curl_slist_append(l, "User-Agent: switchyard/0.1");
     p->up_hdrs = l;
     return l ? rc : -1;
@@ -1654,8 +1645,10 @@ static int start_attempt(proxy_req_t *p, int role)
     size_t base_len = url_len - 1 - strlen(p->path_query);
     memcpy(url, pv->base_url, base_len);
     memcpy(url + base_len, p->path_query, url_len - base_len); /* with its NUL */
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    free(url); /* libcurl copies it */
+    int url_rc = upstream_set_url(p->w->up, e, url);
+    free(url);
+    if (url_rc < 0)
+        return -1;
 
     const char *send_body = p->body;
     size_t send_len = p->body_len;
@@ -1684,7 +1677,7 @@ static int start_attempt(proxy_req_t *p, int role)
             return -1;
         send_body = p->up_body;
     }
-    if (build_upstream_headers(p, pv) < 0)
+    if (build_upstream_headers(p, pv, send_len) < 0)
         return -1;
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, p->up_hdrs);
 
@@ -1716,9 +1709,6 @@ static int start_attempt(proxy_req_t *p, int role)
     }
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, pv->timeouts.connect_ms);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, pv->timeouts.total_ms);
-    p->open_errno = 0;
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, p);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, p);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);

@@ -8,16 +8,33 @@
  */
 #include "upstream.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event_struct.h>
 
 #define POOL_MAX 256
+#define URL_CACHE_MAX 32
 
+/* A parsed URL for CURLOPT_CURLU: libcurl parses a string URL again on every
+ * transfer (and re-assembles it); the few provider URLs a worker uses are parsed
+ * once. Entries live as long as the worker: a transfer may still point at one. */
+typedef struct {
+    char *text;
+    CURLU *url;
+} url_entry_t;
+
+/* libevent's view of one socket libcurl uses. Indexed by descriptor in the
+ * worker's table, not by curl_multi_assign: a connection socket keeps its read
+ * registration between the transfers that reuse it (see socket_cb). */
 typedef struct {
     struct event ev;
     upstream_t *u;
+    short kind;        /* EV_READ | EV_WRITE of the pending event; 0 = not pending */
+    unsigned ours : 1; /* opened by open_socket: its close reaches close_socket */
+    unsigned idle : 1; /* libcurl stopped watching; the read registration stays */
 } sock_watch_t;
 
 struct upstream {
@@ -27,7 +44,53 @@ struct upstream {
     int in_callback;
     CURL *pool[POOL_MAX];
     int n_pool;
+    url_entry_t urls[URL_CACHE_MAX];
+    int n_urls;
+    sock_watch_t **watch; /* by descriptor */
+    size_t n_watch;
 };
+
+static sock_watch_t *watch_get(upstream_t *u, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < u->n_watch ? u->watch[fd] : NULL;
+}
+
+/* The watch for fd, created (not pending, not ours) when missing. NULL on ENOMEM. */
+static sock_watch_t *watch_make(upstream_t *u, curl_socket_t fd)
+{
+    if (fd < 0)
+        return NULL;
+    if ((size_t)fd >= u->n_watch) {
+        size_t n = u->n_watch ? u->n_watch : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        sock_watch_t **t = realloc(u->watch, n * sizeof(*t));
+        if (!t)
+            return NULL;
+        memset(t + u->n_watch, 0, (n - u->n_watch) * sizeof(*t));
+        u->watch = t;
+        u->n_watch = n;
+    }
+    if (!u->watch[fd]) {
+        sock_watch_t *w = calloc(1, sizeof(*w));
+        if (!w)
+            return NULL;
+        w->u = u;
+        u->watch[fd] = w;
+    }
+    return u->watch[fd];
+}
+
+static void watch_drop(upstream_t *u, curl_socket_t fd)
+{
+    sock_watch_t *w = watch_get(u, fd);
+    if (!w)
+        return;
+    if (w->kind)
+        event_del(&w->ev);
+    free(w);
+    u->watch[fd] = NULL;
+}
 
 static void collect_done(upstream_t *u)
 {
@@ -60,9 +123,17 @@ static void socket_action(upstream_t *u, curl_socket_t s, int mask)
 
 static void on_socket_event(evutil_socket_t fd, short what, void *arg)
 {
-    upstream_t *u = arg;
+    sock_watch_t *w = arg;
+    if (w->idle) {
+        /* A cached connection spoke (the provider closed it, most likely). libcurl is
+         * not watching it and checks it itself before reuse; stop the level-triggered
+         * wake-ups. */
+        event_del(&w->ev);
+        w->kind = 0;
+        return;
+    }
     int mask = ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
-    socket_action(u, fd, mask);
+    socket_action(w->u, fd, mask); /* may close the socket and free w */
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -85,37 +156,86 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
         evtimer_del(u->timer);
         return 0;
     }
+    if (timeout_ms == 0 && u->in_callback == 0) {
+        /* Asked from our own call (an add or a resume), not from inside an action:
+         * run it once the current libevent callback returns, in this same loop pass,
+         * instead of a zero timeout that costs another epoll_wait per request. From
+         * inside an action it stays a timer, so I/O is polled between repeated asks. */
+        evtimer_del(u->timer);
+        event_active(u->timer, EV_TIMEOUT, 1);
+        return 0;
+    }
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     evtimer_add(u->timer, &tv);
     return 0;
 }
 
+/* libcurl stops watching a connection socket after every transfer and watches it
+ * again when the next transfer reuses it: an epoll_ctl DEL and ADD per request.
+ * A socket we opened keeps its read registration while idle instead; its close is
+ * seen by close_socket, so the registration never outlives the descriptor. */
 static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)easy;
+    (void)socketp;
     upstream_t *u = userp;
-    sock_watch_t *w = socketp;
+    sock_watch_t *w = watch_get(u, s);
     if (what == CURL_POLL_REMOVE) {
-        if (w) {
-            event_del(&w->ev);
-            free(w);
+        if (!w)
+            return 0;
+        if (w->ours && w->kind == EV_READ) {
+            w->idle = 1;
+            return 0;
         }
+        if (!w->ours) {
+            watch_drop(u, s);
+            return 0;
+        }
+        if (w->kind)
+            event_del(&w->ev);
+        w->kind = 0;
         return 0;
     }
-    if (!w) {
-        w = calloc(1, sizeof(*w));
-        if (!w)
-            return -1;
-        w->u = u;
-        curl_multi_assign(u->multi, s, w);
-    } else {
+    if (!w && !(w = watch_make(u, s)))
+        return -1;
+    short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
+    w->idle = 0;
+    if (w->kind == kind)
+        return 0;
+    if (w->kind)
         event_del(&w->ev);
+    event_assign(&w->ev, u->base, s, kind | EV_PERSIST, on_socket_event, w);
+    if (event_add(&w->ev, NULL) < 0) {
+        w->kind = 0;
+        return -1;
     }
-    short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
-                 ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-    event_assign(&w->ev, u->base, s, kind, on_socket_event, u);
-    event_add(&w->ev, NULL);
+    w->kind = kind;
     return 0;
+}
+
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)purpose;
+    upstream_xfer_t *x = arg;
+    curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+    /* The last socket() of the attempt decides: a later address may still connect, or
+     * be refused for the provider's own reasons. */
+    x->open_errno = fd == CURL_SOCKET_BAD ? errno : 0;
+    if (fd == CURL_SOCKET_BAD)
+        return fd;
+    /* A watch left on this number was for a socket closed behind our back: drop it
+     * before the number means a new socket. */
+    watch_drop(x->u, fd);
+    sock_watch_t *w = watch_make(x->u, fd);
+    if (w)
+        w->ours = 1;
+    return fd;
+}
+
+static int close_socket(void *arg, curl_socket_t fd)
+{
+    watch_drop(arg, fd); /* before close: epoll must not keep a stale registration */
+    return close(fd);
 }
 
 upstream_t *upstream_new(struct event_base *base)
@@ -145,8 +265,15 @@ void upstream_free(upstream_t *u)
         return;
     for (int i = 0; i < u->n_pool; i++)
         curl_easy_cleanup(u->pool[i]);
+    for (int i = 0; i < u->n_urls; i++) {
+        curl_url_cleanup(u->urls[i].url);
+        free(u->urls[i].text);
+    }
     if (u->multi)
-        curl_multi_cleanup(u->multi); /* closes cached connections via socket_cb */
+        curl_multi_cleanup(u->multi); /* closes cached connections via close_socket */
+    for (size_t i = 0; i < u->n_watch; i++)
+        watch_drop(u, (curl_socket_t)i);
+    free(u->watch);
     if (u->timer)
         event_free(u->timer);
     free(u);
@@ -190,9 +317,45 @@ void upstream_easy_put(upstream_t *u, CURL *easy)
         curl_easy_cleanup(easy);
 }
 
+static CURLU *cached_url(upstream_t *u, const char *text)
+{
+    for (int i = 0; i < u->n_urls; i++)
+        if (strcmp(u->urls[i].text, text) == 0)
+            return u->urls[i].url;
+    if (u->n_urls == URL_CACHE_MAX)
+        return NULL;
+    CURLU *h = curl_url();
+    char *copy = strdup(text);
+    /* The flags libcurl itself parses CURLOPT_URL with, PATH_AS_IS as set_fixed_options asks. */
+    if (!h || !copy ||
+        curl_url_set(h, CURLUPART_URL, text, CURLU_NON_SUPPORT_SCHEME | CURLU_PATH_AS_IS) !=
+            CURLUE_OK) {
+        curl_url_cleanup(h);
+        free(copy);
+        return NULL;
+    }
+    u->urls[u->n_urls++] = (url_entry_t){copy, h};
+    return h;
+}
+
+int upstream_set_url(upstream_t *u, CURL *easy, const char *url)
+{
+    CURLU *h = cached_url(u, url);
+    if (h)
+        return curl_easy_setopt(easy, CURLOPT_CURLU, h) == CURLE_OK ? 0 : -1;
+    return curl_easy_setopt(easy, CURLOPT_URL, url) == CURLE_OK ? 0 : -1;
+}
+
 int upstream_start(upstream_t *u, upstream_xfer_t *x)
 {
+    x->u = u;
+    x->open_errno = 0;
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETDATA, x);
+    /* The connection may outlive this transfer: its close goes to the worker. */
+    curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETDATA, u);
     if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK)
         return -1;
     x->active = 1;

@@ -24,7 +24,9 @@ typedef struct upstream_xfer upstream_xfer_t;
 struct upstream_xfer {
     CURL *easy;
     void (*on_done)(upstream_xfer_t *x, CURLcode rc);
-    int active; /* added to the multi and not finished */
+    int active;     /* added to the multi and not finished */
+    int open_errno; /* errno of this transfer's last failed socket(), else 0 */
+    upstream_t *u;
 };
 
 upstream_t *upstream_new(struct event_base *base);
@@ -33,6 +35,9 @@ void upstream_free(upstream_t *u); /* transfers must have been cancelled */
 /* An easy handle from the pool (reset, CURLOPT_NOSIGNAL and the fixed options set). */
 CURL *upstream_easy_get(upstream_t *u);
 void upstream_easy_put(upstream_t *u, CURL *easy);
+
+/* Sets easy's URL; a URL seen before on this worker is not parsed again. 0 or -1. */
+int upstream_set_url(upstream_t *u, CURL *easy, const char *url);
 
 /* Starts x (x->easy configured by the caller). 0 or -1. */
 int upstream_start(upstream_t *u, upstream_xfer_t *x);
