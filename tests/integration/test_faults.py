@@ -705,3 +705,93 @@ def case_out_of_descriptors_is_ours_not_the_providers():
         for p in (r, n, o):
             if p:
                 p.stop()
+
+
+class _ClosingProvider:
+    """A provider that answers each request with keep-alive, then closes the connection
+    close_ms later: the router's cached connection dies while idle."""
+
+    BODY = json.dumps({"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4.1",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                                    "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                 "total_tokens": 2}}).encode()
+
+    def __init__(self, close_ms):
+        self.close_ms = close_ms
+        self.accepted = 0
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.url = f"http://127.0.0.1:{self.ls.getsockname()[1]}/v1"
+        self.stop = False
+        self.t = threading.Thread(target=self._serve, daemon=True)
+        self.t.start()
+
+    def _serve(self):
+        self.ls.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        c.settimeout(5)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    length = int(v)
+            while len(rest) < length:
+                rest += c.recv(65536)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                      + str(len(self.BODY)).encode() + b"\r\n\r\n" + self.BODY)
+            time.sleep(self.close_ms / 1000)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.stop = True
+        self.t.join()
+        self.ls.close()
+
+
+def case_provider_closing_idle_connections():
+    # switchyard keeps a cached upstream connection registered with epoll while it is
+    # idle (router/upstream.c). When the provider closes it, the router must neither
+    # spin on the readable socket nor lose the registration of the next connection that
+    # gets the same descriptor number.
+    for close_ms in (30, 0):
+        prov = _ClosingProvider(close_ms)
+        r = None
+        try:
+            r = Router(router_config(prov.url, prov.url, percentage=0, workers=1))
+            for i in range(30):
+                st, _, body = r.chat(CHAT, {"x-user-id": f"u{i}"}, timeout=5)
+                eq(st, 200, f"request {i} after the provider closed the last connection")
+                check(json.loads(body)["choices"][0]["message"]["content"] == "hi", "body")
+                time.sleep(0.05)
+            c0 = _cpu_seconds(r.proc.pid)
+            time.sleep(1.0)
+            spent = _cpu_seconds(r.proc.pid) - c0
+            check(spent < 0.2, f"router used {spent:.2f} s of CPU in 1 s with closed idle sockets")
+            check(prov.accepted >= 30, f"only {prov.accepted} upstream connections for 30 requests")
+            print(f"  provider closing after {close_ms} ms: 30/30 served over "
+                  f"{prov.accepted} connections, {spent:.2f} s CPU in 1 s idle")
+        finally:
+            if r:
+                r.stop()
+            prov.close()
