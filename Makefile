@@ -15,6 +15,8 @@ CC       ?= cc
 
 PKGS      := libevent libevent_pthreads libcurl libcjson yaml-0.1 libcrypto
 TEST_PKGS := cmocka
+# The sim's HTTP/2 port (sim/h2.c): nghttp2 (the library libcurl uses) on OpenSSL.
+SIM_PKGS  := libnghttp2 libevent_openssl libssl
 
 CFLAGS_COMMON := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -g -I. -Irouter -Iflags -Irollback
 ifeq ($(SANITIZE),1)
@@ -28,6 +30,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 TEST_CFLAGS = $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
 TEST_LIBS   = $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null)
+SIM_LIBS    = $(shell pkg-config --libs $(SIM_PKGS) 2>/dev/null)
 
 CFLAGS  := $(CFLAGS_COMMON) $(PKG_CFLAGS) $(TEST_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  := $(PKG_LIBS) -lwslay -lpthread -lm
@@ -73,7 +76,7 @@ $(BUILD)/switchyard: $(BUILD)/obj/router/main.o $(BUILD)/libswitchyard.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(ROUTER_LIBS) $(LDLIBS)
 
 $(BUILD)/switchyard-sim: $(SIM_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SIM_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libswitchyard.a
 	@mkdir -p $(dir $@)

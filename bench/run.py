@@ -250,9 +250,23 @@ def chat_body(stream):
     return b
 
 
-def start_sim(outdir, cpu, name, extra):
+def make_cert(outdir):
+    """A self-signed certificate for 127.0.0.1, for the sim's HTTP/2 (TLS) port."""
+    cert, key = os.path.join(outdir, "sim-cert.pem"), os.path.join(outdir, "sim-key.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                        "-keyout", key, "-out", cert], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"bench: openssl could not make a certificate: {r.stderr[-500:]}")
+    return cert, key
+
+
+def start_sim(outdir, cpu, name, extra, h2_cert=None):
+    """h2_cert: (cert, key) to also serve HTTP/2 on TLS; its port is p.h2_port."""
+    h2 = ["--h2-port", "0", "--tls-cert", h2_cert[0], "--tls-key", h2_cert[1]] if h2_cert else []
     argv = pinned(cpu, [os.path.join(BUILD, "switchyard-sim"), "--port", "0", "--name", name,
-                        "--quiet"] + extra)
+                        "--quiet"] + h2 + extra)
     p = Proc(name, argv, outdir, stdout_pipe=True)
     line = p.read_line(10)
     m = re.search(r"listening on ([0-9.]+):(\d+)", line)
@@ -260,6 +274,13 @@ def start_sim(outdir, cpu, name, extra):
         p.stop()
         raise SystemExit(f"bench: {name} did not start: {line!r} {p.log_text()[-500:]}")
     p.port = int(m.group(2))
+    if h2_cert:
+        line = p.read_line(10)
+        m = re.search(r" h2 on ([0-9.]+):(\d+)", line)
+        if not m:
+            p.stop()
+            raise SystemExit(f"bench: {name} did not start HTTP/2: {line!r}")
+        p.h2_port = int(m.group(2))
     p.pids = lambda: [p.pid]
     return p
 
@@ -342,12 +363,12 @@ access_log: {{ path: "{access_log}" }}
 providers:
   original:
     name: original
-    base_url: "http://127.0.0.1:{sim_port}/v1"
+    base_url: "{scheme}://127.0.0.1:{sim_port}/v1"{upstream_extra}
     pricing:
       "{model}": {{ input: 60.00, output: 60.00 }}
   new:
     name: new
-    base_url: "http://127.0.0.1:{sim_port}/v1"
+    base_url: "{scheme}://127.0.0.1:{sim_port}/v1"{upstream_extra}
     pricing:
       "{model}": {{ input: 8.00, output: 8.00 }}
 flags:
@@ -357,13 +378,16 @@ flags:
 """
 
 
-def start_switchyard(outdir, cpu, sim_port, name="switchyard", nofile=None):
+def start_switchyard(outdir, cpu, sim_port, name="switchyard", nofile=None, ca_file=None):
+    """ca_file: the sim's port is its HTTP/2 one, on TLS with that certificate."""
     access_log = os.path.join(outdir, f"{name}-access.jsonl")
     if os.path.exists(access_log):
         os.unlink(access_log)
     conf = os.path.join(outdir, f"{name}.yaml")
+    extra = (f'\n    http_version: "2"\n    ca_file: "{ca_file}"' if ca_file else "")
     with open(conf, "w") as f:
-        f.write(SY_CONF.format(access_log=access_log, sim_port=sim_port, model=MODEL))
+        f.write(SY_CONF.format(access_log=access_log, sim_port=sim_port, model=MODEL,
+                               scheme="https" if ca_file else "http", upstream_extra=extra))
     argv = pinned(cpu, [os.path.join(BUILD, "switchyard"), "-c", conf])
     p = Proc(name, argv, outdir, nofile=nofile)
     p.access_log = access_log
@@ -707,13 +731,23 @@ def nofile_of(pid):
     return 0
 
 
-def streams_one(target, sdir, sim, cpu_proxy, cpu_load, n, secs, nofile):
-    """n slow streams through one proxy; RSS sampled every 100 ms."""
+def streams_one(target, sdir, sim, cpu_proxy, cpu_load, n, secs, nofile, cert=None):
+    """n slow streams through one proxy; RSS sampled every 100 ms.
+
+    switchyard talks HTTP/2 on TLS to the sim, as to a real provider: the streams share
+    a few multiplexed connections. switchyard-http1 talks HTTP/1.1 (a connection and a
+    descriptor per stream), as nginx does."""
     result = {"target": target, "streams": n, "seconds": secs}
     proxy = None
     try:
         if target == "switchyard":
-            proxy = start_switchyard(sdir, cpu_proxy, sim.port, "switchyard-streams", nofile=nofile)
+            proxy = start_switchyard(sdir, cpu_proxy, sim.h2_port, "switchyard-streams",
+                                     nofile=nofile, ca_file=cert)
+            result["upstream"] = "HTTP/2 on TLS"
+        elif target == "switchyard-http1":
+            proxy = start_switchyard(sdir, cpu_proxy, sim.port, "switchyard-streams-http1",
+                                     nofile=nofile)
+            result["upstream"] = "HTTP/1.1"
         else:
             proxy = start_nginx(sdir, cpu_proxy, sim.port)
         pids = proxy.pids()
@@ -751,6 +785,9 @@ def streams_one(target, sdir, sim, cpu_proxy, cpu_load, n, secs, nofile):
                                               "error_kinds": {"client": 1},
                                               "error_examples": {"client": out[-300:]}}
         result.update(c)
+        if target == "switchyard":
+            st = json.loads(http_req(sim.port, "GET", "/_sim/stats", None, {}, timeout=10)[2])
+            result["upstream_connections"] = st.get("h2_connections")
         result.update({"idle_rss_kb": idle_kb, "peak_rss_kb": peak_kb, "hwm_kb": hwm_kb,
                        "rss_samples": samples, "wall_s": round(wall, 2),
                        "per_stream_bytes": round((peak_kb - idle_kb) * 1024 / max(1, c.get("peak_open") or n)),
@@ -776,15 +813,18 @@ def streams_one(target, sdir, sim, cpu_proxy, cpu_load, n, secs, nofile):
 
 def render_streams(r, n):
     need = 2 * n + 32
-    lines = [f"  {r['target']}: {r.get('completed', 0)}/{n} completed, {r.get('errors', n)} errors"
-             f" {r.get('error_kinds') or ''}",
+    up = (f" (upstream {r['upstream']}"
+          + (f", {r['upstream_connections']} connections" if r.get("upstream_connections") else "")
+          + ")") if r.get("upstream") else ""
+    lines = [f"  {r['target']}{up}: {r.get('completed', 0)}/{n} completed, "
+             f"{r.get('errors', n)} errors {r.get('error_kinds') or ''}",
              f"    peak open at once {r.get('peak_open', '-')}, every stream had its headers after "
              f"{r.get('ramp_s', '-')} s, client duration {r.get('duration_s', '-')} s",
              f"    RSS idle {r.get('idle_rss_kb', 0) / 1024:.1f} MB, peak "
              f"{r.get('peak_rss_kb', 0) / 1024:.1f} MB (VmHWM {r.get('hwm_kb', 0) / 1024:.1f} MB), "
              f"{r.get('per_stream_bytes', '-')} bytes per stream; CPU {r.get('cpu_s', '-')} s; "
              f"RLIMIT_NOFILE {r.get('nofile', '-')}"]
-    if r.get("nofile") and r["nofile"] < need:
+    if r.get("nofile") and r["nofile"] < need and r["target"] != "switchyard":
         lines.append(f"    ! RLIMIT_NOFILE {r['nofile']} is below the ~{need} descriptors {n} "
                      "proxied streams need (a client and an upstream socket each)")
     for k, v in (r.get("error_examples") or {}).items():
@@ -800,16 +840,19 @@ def render_streams(r, n):
 
 def run_streams(outdir, cpu_proxy, cpu_load, n, secs, nofile, checks, with_nginx, quiet):
     log(f"\n== streams: {n} concurrent streams, a chunk every second for {secs} s "
-        "(switchyard with 1 worker" + (", then nginx with 1 worker)" if with_nginx else ")"))
+        "(switchyard with 1 worker, upstream HTTP/2 on TLS" + (", then over HTTP/1.1, then nginx with 1 worker)" if with_nginx else ")"))
     sdir = os.path.join(outdir, "streams")
     os.makedirs(sdir, exist_ok=True)
     results = {}
     sim = None
     try:
-        sim = start_sim(sdir, cpu_load, "slowsim", ["--chunk-ms", "1000", "--chunks", str(secs)])
-        for target in ["switchyard"] + (["nginx"] if with_nginx else []):
+        cert = make_cert(sdir)
+        sim = start_sim(sdir, cpu_load, "slowsim", ["--chunk-ms", "1000", "--chunks", str(secs)],
+                        h2_cert=cert)
+        for target in ["switchyard"] + (["switchyard-http1", "nginx"] if with_nginx else []):
             quiet.wait()
-            results[target] = streams_one(target, sdir, sim, cpu_proxy, cpu_load, n, secs, nofile)
+            results[target] = streams_one(target, sdir, sim, cpu_proxy, cpu_load, n, secs, nofile,
+                                          cert=cert[0])
             log(render_streams(results[target], n))
     except SystemExit as e:
         results.setdefault("switchyard", {"target": "switchyard", "completed": 0, "errors": n,

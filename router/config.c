@@ -66,6 +66,7 @@ typedef struct {
     const node_t *flags_node; /* the `flags` mapping, when present */
     int sticky_seen;          /* the flag being parsed has a `sticky` key */
     const node_t *provider_node[CONFIG_N_ROLES];
+    const node_t *http_version_node[CONFIG_N_ROLES];
     const node_t *name_node[CONFIG_N_ROLES];
     const node_t *listen_node;
     const node_t *admin_listen_node;
@@ -1020,6 +1021,47 @@ static int field_pricing(ld_t *ld, const node_t *val, const char *path, void *ou
     return 0;
 }
 
+static int field_enum_at(ld_t *ld, const node_t *val, const char *path, int *dst,
+                         const char *const *names, int n_names);
+
+static int field_http_version(ld_t *ld, const node_t *val, const char *path, void *out,
+                              intptr_t arg)
+{
+    static const char *const versions[] = {"auto", "1.1", "2"}; /* CONFIG_HTTP_* order */
+    config_provider_t *p = out;
+    (void)arg;
+    ld->http_version_node[role_of(ld, p)] = val;
+    return field_enum_at(ld, val, path, &p->http_version, versions, 3);
+}
+
+/* A PEM file of CAs to verify this provider's certificate with (a private CA). Read
+ * now, so a wrong path is an error at load and not a TLS failure per request. */
+static int field_ca_file(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    config_provider_t *p = out;
+    char b[SHOW_CAP];
+    (void)arg;
+    const char *s = want_string(ld, val, path);
+    if (s == NULL)
+        return -1;
+    FILE *f = *s ? fopen(s, "rb") : NULL;
+    if (!f) {
+        err(ld, val, "%s: cannot read `%s`: %s", path, show(val, b),
+            *s ? strerror(errno) : "empty path");
+        return -1;
+    }
+    char head[16384];
+    size_t n = fread(head, 1, sizeof head - 1, f);
+    fclose(f);
+    head[n] = '\0';
+    if (!strstr(head, "-----BEGIN CERTIFICATE-----")) {
+        err(ld, val, "%s: `%s` holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path,
+            show(val, b));
+        return -1;
+    }
+    return replace_str(ld, val, &p->ca_file, s, strlen(s));
+}
+
 static const field_t provider_fields[] = {
     {"name", field_name, 0, 0, 0},
     {"pricing", field_pricing, 0, 0, 0},
@@ -1028,6 +1070,8 @@ static const field_t provider_fields[] = {
     {"timeouts", field_timeouts, 0, 0, 0},
     {"models", field_models, 0, 0, 0},
     {"api_key", field_secret_inline, 0, 0, 1},
+    {"http_version", field_http_version, 0, 0, 0},
+    {"ca_file", field_ca_file, 0, 0, 0},
 };
 
 /* out = the config_t, arg = the role. */
@@ -1823,6 +1867,7 @@ static void config_free(config_t *c)
         config_provider_t *p = &c->providers[r];
         free(p->name);
         free(p->base_url);
+        free(p->ca_file);
         free(p->api_key_env);
         free(p->api_key);
         for (size_t i = 0; i < p->n_models; i++) {
@@ -1953,6 +1998,18 @@ static void finish(ld_t *ld, const node_t *root)
             "providers.original and providers.new have the same name `%s`; names label "
             "metrics and logs and must differ",
             c->providers[1].name);
+    }
+    for (int r = 0; r < CONFIG_N_ROLES; r++) {
+        const config_provider_t *p = &c->providers[r];
+        if (p->http_version == CONFIG_HTTP_2 && p->base_url &&
+            strncasecmp(p->base_url, "http://", 7) == 0)
+            err(ld, ld->http_version_node[r],
+                "providers.%s.http_version \"2\" needs an https:// base_url: HTTP/2 in clear "
+                "text (h2c) fails on reused connections with libcurl before 8.0 (curl#10634)",
+                p->role);
+        if (p->ca_file && p->base_url && strncasecmp(p->base_url, "https://", 8) != 0)
+            warn(ld, ld->provider_node[r], "providers.%s.ca_file has no effect: base_url is not https://",
+                 p->role);
     }
     if (ld->provider_node[0] && ld->provider_node[1] && c->providers[0].base_url &&
         c->providers[1].base_url && strcmp(c->providers[0].base_url, c->providers[1].base_url) == 0)

@@ -49,7 +49,13 @@ typedef struct {
     size_t n_models;
     config_price_t *pricing;
     size_t n_pricing;
+    int http_version; /* CONFIG_HTTP_*: which HTTP the upstream connection speaks */
+    char *ca_file;    /* PEM CAs to verify the provider with, or NULL: the system's */
 } config_provider_t;
+
+/* http_version: "auto" lets TLS negotiate HTTP/2 (ALPN) and uses HTTP/1.1 in clear;
+ * "1.1" never multiplexes; "2" asks for HTTP/2 over TLS (https:// only). */
+enum { CONFIG_HTTP_AUTO = 0, CONFIG_HTTP_1_1 = 1, CONFIG_HTTP_2 = 2 };
 
 typedef struct {
     char *host; /* numeric or name, without brackets */

@@ -49,6 +49,11 @@
 #define ROUTING_FLAG "use_new_provider"
 /* Pause the upstream when this much is waiting for a slow client. */
 #define CLIENT_HIGH_WATER (256 * 1024)
+/* On a multiplexed (HTTP/2) upstream connection a transfer is never paused: libcurl
+ * 7.88 stops reading the whole connection for one paused stream, so one client that
+ * stops reading would stall every stream sharing it. Such a client's bytes are held
+ * instead, up to this much, while its stall clock runs. */
+#define CLIENT_HOLD_MAX (2 * CLIENT_HIGH_WATER)
 /* A non-streaming upstream body is read whole before the commit; bound it. */
 #define RESPONSE_MAX (64 * 1024 * 1024)
 /* Bytes an event stream may send before its first complete event. */
@@ -124,7 +129,10 @@ struct proxy_req {
     struct evbuffer *out; /* reused to hand chunks to evhttp */
     sse_scanner_t sse;
     int committed;
-    int paused;
+    int paused;       /* the client stopped reading: its stall clock runs */
+    int held;         /* ... and the transfer goes on (multiplexed), not paused */
+    int multiplexed;  /* this attempt's connection is HTTP/2 */
+    int hold_full;    /* held CLIENT_HOLD_MAX bytes: drop the client now */
     long long paused_at_ms;
     fail_class_t fail;
     char fail_detail[128];
@@ -658,17 +666,27 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
         evbuffer_add(p->buf, data, len);
         return len;
     }
-    if (p->committed && client_backlog(p) > CLIENT_HIGH_WATER) {
+    size_t backlog = p->committed ? client_backlog(p) : 0;
+    if (backlog > CLIENT_HIGH_WATER) {
         if (!p->paused) {
             /* The client is not reading: give it client_stall_ms to start again. */
             p->paused = 1;
+            p->held = p->multiplexed;
             p->paused_at_ms = now_ms();
             long stall = p->cfg->limits.client_stall_ms;
             struct timeval tv = {stall / 1000, (stall % 1000) * 1000};
             p->timer_mode = TIMER_ATTEMPT;
             evtimer_add(p->timer, &tv);
         }
-        return CURL_WRITEFUNC_PAUSE;
+        if (!p->held)
+            return CURL_WRITEFUNC_PAUSE;
+        if (backlog > CLIENT_HOLD_MAX) {
+            /* Held as much as a client may cost: drop it now (from the timer: not
+             * from inside libcurl), its bytes still accepted until then. */
+            p->hold_full = 1;
+            struct timeval now = {0, 0};
+            evtimer_add(p->timer, &now);
+        }
     }
     size_t before = evbuffer_get_length(p->buf);
     evbuffer_add(p->buf, data, len);
@@ -714,6 +732,9 @@ static void headers_complete(proxy_req_t *p)
     const char *ct = evhttp_find_header(&p->up_headers, "Content-Type");
     int is_sse = ct && strncasecmp(ct, "text/event-stream", 17) == 0;
     p->mode = (p->status >= 200 && p->status < 300 && is_sse) ? MODE_STREAM : MODE_BUFFER;
+    long version = 0;
+    curl_easy_getinfo(p->xfer.easy, CURLINFO_HTTP_VERSION, &version);
+    p->multiplexed = version >= CURL_HTTP_VERSION_2_0;
 }
 
 static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
@@ -960,8 +981,12 @@ static void attempt_finished(proxy_req_t *p, CURLcode rc)
     if (p->timer)
         evtimer_del(p->timer);
     fail_class_t cls = p->fail;
-    if (cls == FAIL_NONE && rc != CURLE_OK)
+    if (cls == FAIL_NONE && rc != CURLE_OK) {
         cls = classify_curl(p, rc);
+        /* libcurl's own words say which protocol rule the provider broke. */
+        if (cls == FAIL_PROTOCOL && !p->fail_detail[0])
+            snprintf(p->fail_detail, sizeof(p->fail_detail), "%s", curl_easy_strerror(rc));
+    }
     if (cls == FAIL_NONE && !p->headers_done) {
         cls = FAIL_PROTOCOL;
         snprintf(p->fail_detail, sizeof(p->fail_detail), "no response headers");
@@ -1072,8 +1097,8 @@ static void on_done(upstream_xfer_t *x, CURLcode rc)
  * then cancels the attempt). */
 static void drop_stalled_client(proxy_req_t *p)
 {
-    log_warn("event=client_stalled request_id=%s stalled_ms=%lld", p->request_id,
-             now_ms() - p->paused_at_ms);
+    log_warn("event=client_stalled request_id=%s stalled_ms=%lld reason=%s", p->request_id,
+             now_ms() - p->paused_at_ms, p->hold_full ? "hold_limit" : "stall_timeout");
     evhttp_connection_free(p->evcon);
 }
 
@@ -1105,7 +1130,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     if (p->paused) {
         long long stalled = now_ms() - p->paused_at_ms;
         long limit = p->cfg->limits.client_stall_ms;
-        if (stalled >= limit) {
+        if (stalled >= limit || p->hold_full) {
             drop_stalled_client(p); /* frees p */
             return;
         }
@@ -1180,13 +1205,22 @@ static void on_fd_closed(evutil_socket_t fd, short what, void *arg)
     evhttp_connection_free(p->evcon);
 }
 
+/* The client read its backlog: stop its stall clock; resume a paused transfer. */
+static void client_caught_up(proxy_req_t *p)
+{
+    if (!p->paused || p->client_done)
+        return;
+    p->paused = 0;
+    if (p->held) {
+        p->held = 0;
+        return;
+    }
+    upstream_resume(p->w->up, &p->xfer); /* may finish and free p */
+}
+
 void proxy_ws_drained(void *chat)
 {
-    proxy_req_t *p = chat;
-    if (p->paused && !p->client_done) {
-        p->paused = 0;
-        upstream_resume(p->w->up, &p->xfer); /* may finish and free p */
-    }
+    client_caught_up(chat);
 }
 
 void proxy_ws_gone(void *chat)
@@ -1200,11 +1234,7 @@ void proxy_ws_gone(void *chat)
 static void on_client_drained(struct evhttp_connection *evcon, void *arg)
 {
     (void)evcon;
-    proxy_req_t *p = arg;
-    if (p->paused && !p->client_done) {
-        p->paused = 0;
-        upstream_resume(p->w->up, &p->xfer); /* may finish and free p */
-    }
+    client_caught_up(arg);
 }
 
 
@@ -1627,6 +1657,9 @@ static int start_attempt(proxy_req_t *p, int role)
     p->fail_detail[0] = '\0';
     p->retry_after_ms = -1;
     p->paused = 0;
+    p->held = 0;
+    p->hold_full = 0;
+    p->multiplexed = 0;
     p->timer_mode = TIMER_ATTEMPT;
     sse_scanner_init(&p->sse);
     evhttp_clear_headers(&p->up_headers);
@@ -1706,6 +1739,21 @@ static int start_attempt(proxy_req_t *p, int role)
             curl_easy_setopt(e, CURLOPT_POSTFIELDS, send_body);
         }
     }
+    }
+    int tls = strncasecmp(pv->base_url, "https://", 8) == 0;
+    if (tls) {
+        /* "auto" and "2" both offer h2 by ALPN; where it is agreed, a burst of requests
+         * waits for the connection being opened and multiplexes on it instead of
+         * opening one connection each. */
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, pv->http_version == CONFIG_HTTP_1_1
+                                                      ? (long)CURL_HTTP_VERSION_1_1
+                                                      : (long)CURL_HTTP_VERSION_2TLS);
+        if (pv->http_version != CONFIG_HTTP_1_1)
+            curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+        if (pv->ca_file)
+            curl_easy_setopt(e, CURLOPT_CAINFO, pv->ca_file);
+    } else {
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     }
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, pv->timeouts.connect_ms);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, pv->timeouts.total_ms);

@@ -643,3 +643,32 @@ int sim_api_model(struct evbuffer *out, const char *id, const char *owner_json)
             return add_model(out, model_ids[i], owner_json);
     return 1;
 }
+
+void sim_api_status_error(sim_error_t *e, int status, const char *name, const char *why)
+{
+    switch (status) {
+    case 429:
+        sim_error_set(e, 429, "requests", NULL, "rate_limit_exceeded",
+                      "Rate limit reached for requests (%s, switchyard-sim %s).", why, name);
+        break;
+    case 500:
+        sim_error_set(e, 500, "server_error", NULL, "internal_error",
+                      "The server had an error while processing your request (%s, "
+                      "switchyard-sim %s).",
+                      why, name);
+        break;
+    case 502:
+        sim_error_set(e, 502, "server_error", NULL, "bad_gateway",
+                      "Bad gateway (%s, switchyard-sim %s).", why, name);
+        break;
+    case 503:
+        sim_error_set(e, 503, "server_error", NULL, "service_unavailable",
+                      "The server is overloaded or not ready yet (%s, switchyard-sim %s).", why,
+                      name);
+        break;
+    default:
+        sim_error_set(e, status, status >= 500 ? "server_error" : "invalid_request_error", NULL,
+                      "sim_fault", "Simulated HTTP %d (%s, switchyard-sim %s).", status, why, name);
+        break;
+    }
+}

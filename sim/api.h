@@ -40,6 +40,10 @@ typedef struct {
 void sim_error_set(sim_error_t *e, int status, const char *type, const char *param,
                    const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* The error a failing provider answers with for status (429, 500, 502, 503 or any
+ * other), naming the sim and why it failed. */
+void sim_api_status_error(sim_error_t *e, int status, const char *name, const char *why);
+
 /* What the sim takes from a request body. */
 typedef struct {
     char *model_json;    /* the request's "model", already quoted for JSON; owned */

@@ -6,6 +6,7 @@
  * signals) and the event loop; the HTTP side is server.c. Run with --help for
  * the options; sim/README.md describes endpoints and faults.
  */
+#include "h2.h"
 #include "server.h"
 
 #include <errno.h>
@@ -33,6 +34,11 @@ static void usage(FILE *f)
           "  --seed N          makes content, failures and ids reproducible (default 1)\n"
           "  --max-conns N     stop accepting above N open connections (default: no limit)\n"
           "  --quiet           no startup summary on stderr\n"
+          "  --h2-port N       also serve /v1 over HTTP/2 on TLS on port N (0 = any free\n"
+          "                    port); needs --tls-cert and --tls-key; x-sim-fault is\n"
+          "                    HTTP/1.1 only\n"
+          "  --tls-cert FILE   PEM certificate chain for --h2-port\n"
+          "  --tls-key FILE    PEM private key for --h2-port\n"
           "  --help\n",
           f);
 }
@@ -66,7 +72,12 @@ static int valid_name(const char *s)
 }
 
 /* Returns 0, 1 for --help, -1 on a bad command line. */
-static int parse_args(int argc, char **argv, sim_config_t *cfg)
+typedef struct {
+    int port; /* -1 = no HTTP/2 listener */
+    const char *cert, *key;
+} h2_opts_t;
+
+static int parse_args(int argc, char **argv, sim_config_t *cfg, h2_opts_t *h2)
 {
     enum {
         O_PORT = 256,
@@ -82,6 +93,9 @@ static int parse_args(int argc, char **argv, sim_config_t *cfg)
         O_SEED,
         O_MAXC,
         O_QUIET,
+        O_H2PORT,
+        O_CERT,
+        O_TLSKEY,
         O_HELP
     };
     static const struct option opts[] = {
@@ -98,6 +112,9 @@ static int parse_args(int argc, char **argv, sim_config_t *cfg)
         {"seed", required_argument, NULL, O_SEED},
         {"max-conns", required_argument, NULL, O_MAXC},
         {"quiet", no_argument, NULL, O_QUIET},
+        {"h2-port", required_argument, NULL, O_H2PORT},
+        {"tls-cert", required_argument, NULL, O_CERT},
+        {"tls-key", required_argument, NULL, O_TLSKEY},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -195,6 +212,17 @@ static int parse_args(int argc, char **argv, sim_config_t *cfg)
         case O_QUIET:
             cfg->quiet = 1;
             break;
+        case O_H2PORT:
+            if (parse_long("--h2-port", optarg, 0, 65535, &v) < 0)
+                return -1;
+            h2->port = (int)v;
+            break;
+        case O_CERT:
+            h2->cert = optarg;
+            break;
+        case O_TLSKEY:
+            h2->key = optarg;
+            break;
         case O_HELP:
             return 1;
         default:
@@ -205,6 +233,11 @@ static int parse_args(int argc, char **argv, sim_config_t *cfg)
     }
     if (optind < argc) {
         fprintf(stderr, "switchyard-sim: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    int want_h2 = h2->port >= 0;
+    if (want_h2 != (h2->cert != NULL) || want_h2 != (h2->key != NULL)) {
+        fprintf(stderr, "switchyard-sim: --h2-port, --tls-cert and --tls-key go together\n");
         return -1;
     }
     return 0;
@@ -235,7 +268,9 @@ int main(int argc, char **argv)
     struct event *sigterm, *sigint;
     sim_server_t *srv;
     char err[256];
-    int rc = parse_args(argc, argv, &cfg);
+    h2_opts_t h2o = {-1, NULL, NULL};
+    sim_h2_t *h2 = NULL;
+    int rc = parse_args(argc, argv, &cfg, &h2o);
 
     if (rc > 0) {
         usage(stdout);
@@ -261,6 +296,17 @@ int main(int argc, char **argv)
         libevent_global_shutdown();
         return 1;
     }
+    if (h2o.port >= 0) {
+        h2 = sim_h2_new(base, &cfg, h2o.port, h2o.cert, h2o.key, err, sizeof(err));
+        if (!h2) {
+            fprintf(stderr, "switchyard-sim: --h2-port: %s\n", err);
+            sim_server_free(srv);
+            event_base_free(base);
+            libevent_global_shutdown();
+            return 1;
+        }
+        sim_server_set_h2(srv, h2);
+    }
     sigterm = evsignal_new(base, SIGTERM, on_signal, base);
     sigint = evsignal_new(base, SIGINT, on_signal, base);
     if (!sigterm || !sigint || evsignal_add(sigterm, NULL) < 0 || evsignal_add(sigint, NULL) < 0) {
@@ -274,6 +320,8 @@ int main(int argc, char **argv)
                sim_server_port(srv));
     else
         printf("switchyard-sim %s listening on %s:%d\n", cfg.name, cfg.host, sim_server_port(srv));
+    if (h2)
+        printf("switchyard-sim %s h2 on %s:%d\n", cfg.name, cfg.host, sim_h2_port(h2));
     fflush(stdout);
     if (!cfg.quiet)
         fprintf(stderr,
@@ -286,6 +334,7 @@ int main(int argc, char **argv)
     rc = event_base_dispatch(base) < 0 ? 1 : 0;
 
 out:
+    sim_h2_free(h2);
     sim_server_free(srv);
     if (sigterm)
         event_free(sigterm);

@@ -23,6 +23,7 @@
 #include "api.h"
 #include "fault.h"
 #include "gen.h"
+#include "h2.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -89,6 +90,7 @@ struct sim_server {
 
     log_entry_t log[LOG_CAP];
     size_t log_next, log_count;
+    struct sim_h2 *h2; /* the h2c side, for its counts; may be NULL */
 };
 
 typedef enum {
@@ -651,35 +653,6 @@ static void on_close_req(struct evhttp_connection *evcon, void *arg)
     sreq_free(s);
 }
 
-static void error_for_status(sim_error_t *e, int status, const char *name, const char *why)
-{
-    switch (status) {
-    case 429:
-        sim_error_set(e, 429, "requests", NULL, "rate_limit_exceeded",
-                      "Rate limit reached for requests (%s, switchyard-sim %s).", why, name);
-        break;
-    case 500:
-        sim_error_set(e, 500, "server_error", NULL, "internal_error",
-                      "The server had an error while processing your request (%s, "
-                      "switchyard-sim %s).",
-                      why, name);
-        break;
-    case 502:
-        sim_error_set(e, 502, "server_error", NULL, "bad_gateway",
-                      "Bad gateway (%s, switchyard-sim %s).", why, name);
-        break;
-    case 503:
-        sim_error_set(e, 503, "server_error", NULL, "service_unavailable",
-                      "The server is overloaded or not ready yet (%s, switchyard-sim %s).", why,
-                      name);
-        break;
-    default:
-        sim_error_set(e, status, status >= 500 ? "server_error" : "invalid_request_error", NULL,
-                      "sim_fault", "Simulated HTTP %d (%s, switchyard-sim %s).", status, why, name);
-        break;
-    }
-}
-
 static int auth_ok(const sim_server_t *srv, struct evhttp_request *req)
 {
     const char *h;
@@ -721,9 +694,9 @@ static int sreq_plan(sim_req_t *s, uint64_t n, const char *path, const char *bod
         sim_error_set(&err, 401, "invalid_request_error", NULL, "invalid_api_key",
                       "Incorrect API key provided");
     } else if (s->fault.status) {
-        error_for_status(&err, s->fault.status, srv->cfg.name, "x-sim-fault");
+        sim_api_status_error(&err, s->fault.status, srv->cfg.name, "x-sim-fault");
     } else if (draw < srv->cfg.error_rate) {
-        error_for_status(&err, srv->cfg.error_status, srv->cfg.name, "--error-rate");
+        sim_api_status_error(&err, srv->cfg.error_status, srv->cfg.name, "--error-rate");
     } else if (ep == SIM_EP_NONE) {
         sim_error_set(&err, 404, "invalid_request_error", NULL, "unknown_url",
                       "Invalid URL (%s %.200s)", method_name(evhttp_request_get_command(req)),
@@ -846,15 +819,18 @@ static void handle_sim(sim_server_t *srv, struct evhttp_request *req, const char
 
     add_common_headers(srv, req, srv->requests);
     if (strcmp(path, "/_sim/stats") == 0 && cmd == EVHTTP_REQ_GET) {
-        char buf[512];
+        char buf[640];
+        unsigned long long h2_streams = 0, h2_conns = 0;
+        if (srv->h2)
+            sim_h2_counts(srv->h2, &h2_streams, &h2_conns);
         int len = snprintf(
             buf, sizeof(buf),
-            "{\"requests\":%llu,\"active\":%ld,\"streams_started\":%llu,"
+            "{\"h2_streams\":%llu,\"h2_connections\":%llu,\"requests\":%llu,\"active\":%ld,\"streams_started\":%llu,"
             "\"streams_completed\":%llu,\"client_aborts\":%llu,"
             "\"connections_open\":%ld,\"connections_closed\":%llu,"
             "\"connections_accepted\":%llu,\"last_abort_ms\":%lld,"
             "\"now_ms\":%lld}",
-            (unsigned long long)srv->requests, srv->active,
+            h2_streams, h2_conns, (unsigned long long)srv->requests, srv->active,
             (unsigned long long)srv->streams_started, (unsigned long long)srv->streams_completed,
             (unsigned long long)srv->client_aborts, srv->conns_open,
             (unsigned long long)srv->conns_closed, (unsigned long long)srv->conns_accepted,
@@ -915,11 +891,12 @@ static void on_request(struct evhttp_request *req, void *arg)
 
 /* ---- setup ------------------------------------------------------------------ */
 
-static struct evconnlistener *listen_on(sim_server_t *srv, char *err, size_t errlen)
+struct evconnlistener *sim_listen(struct event_base *base, const char *host, int port,
+                                  evconnlistener_cb cb, void *arg, char *err, size_t errlen)
 {
     struct evutil_addrinfo hints, *ai = NULL;
     struct evconnlistener *l;
-    char port[8];
+    char portstr[8];
     int rc;
 
     memset(&hints, 0, sizeof(hints));
@@ -927,24 +904,22 @@ static struct evconnlistener *listen_on(sim_server_t *srv, char *err, size_t err
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_protocol = IPPROTO_TCP;
     hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_ADDRCONFIG;
-    snprintf(port, sizeof(port), "%d", srv->cfg.port);
-    rc = evutil_getaddrinfo(srv->cfg.host, port, &hints, &ai);
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    rc = evutil_getaddrinfo(host, portstr, &hints, &ai);
     if (rc != 0 || !ai) {
-        snprintf(err, errlen, "cannot resolve --host %s: %s", srv->cfg.host,
-                 evutil_gai_strerror(rc));
+        snprintf(err, errlen, "cannot resolve --host %s: %s", host, evutil_gai_strerror(rc));
         return NULL;
     }
-    l = evconnlistener_new_bind(srv->base, NULL, NULL,
+    l = evconnlistener_new_bind(base, cb, arg,
                                 LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
                                 LISTEN_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
     if (!l)
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", srv->cfg.host, srv->cfg.port,
-                 strerror(errno));
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(errno));
     evutil_freeaddrinfo(ai);
     return l;
 }
 
-static int bound_port(struct evconnlistener *l)
+int sim_bound_port(struct evconnlistener *l)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
@@ -996,7 +971,7 @@ sim_server_t *sim_server_new(struct event_base *base, const sim_config_t *cfg, c
     evhttp_set_bevcb(srv->http, on_new_conn, srv);
     evhttp_set_gencb(srv->http, on_request, srv);
 
-    srv->listener = listen_on(srv, err, errlen);
+    srv->listener = sim_listen(base, cfg->host, cfg->port, NULL, NULL, err, errlen);
     if (!srv->listener)
         goto fail;
     if (!evhttp_bind_listener(srv->http, srv->listener)) {
@@ -1005,13 +980,18 @@ sim_server_t *sim_server_new(struct event_base *base, const sim_config_t *cfg, c
         snprintf(err, errlen, "cannot attach the listener to evhttp");
         goto fail;
     }
-    srv->port = bound_port(srv->listener);
+    srv->port = sim_bound_port(srv->listener);
     return srv;
 fail:
     if (models)
         evbuffer_free(models);
     sim_server_free(srv);
     return NULL;
+}
+
+void sim_server_set_h2(sim_server_t *s, struct sim_h2 *h2)
+{
+    s->h2 = h2;
 }
 
 int sim_server_port(const sim_server_t *s)

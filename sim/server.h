@@ -34,9 +34,23 @@ typedef struct {
 
 typedef struct sim_server sim_server_t;
 
+struct evconnlistener;
+struct sockaddr;
+/* A listener on host:port (0 = any) handing connections to cb (NULL: evhttp binds
+ * it). NULL with err filled on failure. Shared by the HTTP/1.1 and HTTP/2 sides. */
+struct evconnlistener *sim_listen(struct event_base *base, const char *host, int port,
+                                  void (*cb)(struct evconnlistener *, int, struct sockaddr *,
+                                             int, void *),
+                                  void *arg, char *err, size_t errlen);
+int sim_bound_port(struct evconnlistener *l);
+
 /* Binds and starts serving on base. cfg's strings must outlive the server. */
 sim_server_t *sim_server_new(struct event_base *base, const sim_config_t *cfg, char *err,
                              size_t errlen);
+
+struct sim_h2;
+/* Reports h2's counts in /_sim/stats ("h2_streams", "h2_connections"). */
+void sim_server_set_h2(sim_server_t *s, struct sim_h2 *h2);
 
 /* The port actually bound (useful with port 0). */
 int sim_server_port(const sim_server_t *s);

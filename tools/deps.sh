@@ -31,6 +31,8 @@ have_cmd cc || need gcc
 have_cmd make || need make
 have_cmd python3 || need python3
 have_cmd curl || need curl
+# openssl makes the test certificate for the sim's HTTP/2 (TLS) port.
+have_cmd openssl || need openssl
 have_cmd node || need nodejs
 have_cmd npm || need npm
 have_pc libevent || need libevent-dev
@@ -39,6 +41,7 @@ have_pc libcurl || need libcurl4-openssl-dev
 have_pc libcjson || need libcjson-dev
 have_pc yaml-0.1 || need libyaml-dev
 have_pc cmocka || need libcmocka-dev
+have_pc libnghttp2 || need libnghttp2-dev
 have_pc libcrypto || need libssl-dev
 [ -f /usr/include/wslay/wslay.h ] || need libwslay-dev
 [ -f /usr/include/mimalloc.h ] || need libmimalloc-dev

@@ -112,6 +112,13 @@ class Sim(Process):
             raise TestFailure(f"sim did not start: {line!r} {self.stderr_text()}")
         self.host, self.port = m.group(1), int(m.group(2))
         self.url = f"http://{self.host}:{self.port}/v1"
+        if "h2_port" in opts:
+            line = self._read_line(10)
+            m = re.search(r" h2 on ([0-9.]+):(\d+)", line)
+            if not m:
+                self.stop()
+                raise TestFailure(f"sim did not start HTTP/2: {line!r} {self.stderr_text()}")
+            self.h2_url = f"https://{m.group(1)}:{m.group(2)}/v1"
 
     def _read_line(self, timeout):
         result = []
@@ -134,6 +141,17 @@ class Sim(Process):
 
     def reset(self):
         request("POST", self.host, self.port, "/_sim/reset")
+
+
+def test_cert():
+    """A self-signed certificate for 127.0.0.1 (cert, key), made once per run."""
+    cert, key = tmp_path("sim-cert.pem"), tmp_path("sim-key.pem")
+    if not os.path.exists(cert):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", key,
+                        "-out", cert], check=True, capture_output=True)
+    return cert, key
 
 
 def free_port():

@@ -5,6 +5,7 @@
  * message — all errors of a file at once, never a secret.
  * Run from the repository root (the default config is read by relative path).
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -523,6 +524,55 @@ static void test_fallback_block(void **state)
                  "fallback.backoff.base_ms (500) is above fallback.backoff.max_ms (100)");
 }
 
+static void test_http_version_and_ca_file(void **state)
+{
+    (void)state;
+    config_t *c = expect_ok(PROVIDERS);
+    assert_int_equal(c->providers[0].http_version, CONFIG_HTTP_AUTO);
+    assert_null(c->providers[0].ca_file);
+    config_unref(c);
+
+    char cert[] = "/tmp/sy-test-ca-XXXXXX";
+    int fd = mkstemp(cert);
+    assert_true(fd >= 0);
+    const char pem[] = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    assert_int_equal(write(fd, pem, sizeof pem - 1), (ssize_t)(sizeof pem - 1));
+    close(fd);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "providers:\n"
+             "  original:\n"
+             "    base_url: https://10.0.0.1/v1\n"
+             "    http_version: \"2\"\n"
+             "    ca_file: %s\n"
+             "  new:\n"
+             "    base_url: http://127.0.0.1:8102/v1\n"
+             "    http_version: \"1.1\"\n",
+             cert);
+    c = expect_ok(yaml);
+    assert_int_equal(c->providers[0].http_version, CONFIG_HTTP_2);
+    assert_string_equal(c->providers[0].ca_file, cert);
+    assert_int_equal(c->providers[1].http_version, CONFIG_HTTP_1_1);
+    config_unref(c);
+
+    /* h2c would fail on the second request of a connection (curl#10634): refused. */
+    expect_error(PROVIDERS "    http_version: \"2\"\n",
+                 "providers.new.http_version \"2\" needs an https:// base_url");
+    expect_error(PROVIDERS "    http_version: \"3\"\n",
+                 "providers.new.http_version must be one of `auto`, `1.1`, `2`, got `3`");
+    expect_error(PROVIDERS "    ca_file: /nonexistent/ca.pem\n",
+                 "providers.new.ca_file: cannot read `/nonexistent/ca.pem`: No such file");
+    /* The key instead of the certificate: caught at load, not per request. */
+    fd = open(cert, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    const char key[] = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
+    assert_int_equal(write(fd, key, sizeof key - 1), (ssize_t)(sizeof key - 1));
+    close(fd);
+    snprintf(yaml, sizeof yaml, PROVIDERS "    ca_file: %s\n", cert);
+    expect_error(yaml, "holds no PEM certificate");
+    unlink(cert);
+}
+
 static void test_wrong_types(void **state)
 {
     (void)state;
@@ -924,6 +974,7 @@ int main(void)
         cmocka_unit_test_teardown(test_workers_warning, teardown),
         cmocka_unit_test_teardown(test_unknown_key_hint, teardown),
         cmocka_unit_test_teardown(test_fallback_block, teardown),
+        cmocka_unit_test_teardown(test_http_version_and_ca_file, teardown),
         cmocka_unit_test_teardown(test_rollout_block, teardown),
         cmocka_unit_test_teardown(test_clients_cors_realtime, teardown),
         cmocka_unit_test_teardown(test_wrong_types, teardown),

@@ -1,0 +1,121 @@
+"""The router over HTTP/2 to a provider (the sim's TLS port, ALPN h2), as it talks to
+real providers: many requests multiplexed on few connections, and one client that
+stops reading must not stall the others sharing its connection."""
+import concurrent.futures
+import http.client
+import json
+import socket
+import time
+
+from harness import Router, Sim, check, eq, sse_events, test_cert
+
+CHAT = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hello"}]}
+
+
+def _config(sim, cert, extra=""):
+    return f"""
+listen: "127.0.0.1:0"
+workers: 1
+admin: {{ listen: "127.0.0.1:0" }}
+providers:
+  original:
+    name: openai
+    base_url: "{sim.h2_url}"
+    http_version: "2"
+    ca_file: "{cert}"
+  new:
+    name: relay
+    base_url: "{sim.h2_url}"
+    http_version: "2"
+    ca_file: "{cert}"
+flags:
+  use_new_provider:
+    percentage: 50
+    sticky: ["header:x-user-id"]
+{extra}
+"""
+
+
+def _one(port, i, stream):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        c.request("POST", "/v1/chat/completions", json.dumps(dict(CHAT, stream=stream)),
+                  {"Content-Type": "application/json", "x-user-id": f"u{i}"})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+def case_requests_multiplex_over_few_connections():
+    cert, key = test_cert()
+    sim = Sim("h2", h2_port=0, tls_cert=cert, tls_key=key, chunks=20, chunk_ms=20)
+    r = None
+    try:
+        r = Router(_config(sim, cert))
+        jobs = [(i, i % 4 != 0) for i in range(400)]  # 300 streams, 100 plain
+        with concurrent.futures.ThreadPoolExecutor(max_workers=100) as pool:
+            results = list(pool.map(lambda j: _one(r.port, *j), jobs))
+        for (i, stream), (status, hdrs, body) in zip(jobs, results):
+            eq(status, 200, f"request {i} (stream={stream})")
+            check(hdrs.get("x-switchyard-provider") in ("openai", "relay"), "provider header")
+            if stream:
+                events = [d for _, d in sse_events(body)]
+                check(events and events[-1] == "[DONE]", f"stream {i} ends with [DONE]")
+                content = [e for e in events if '"content"' in e]
+                check(len(content) >= 20, f"stream {i}: {len(content)} content events")
+            else:
+                check(json.loads(body)["object"] == "chat.completion", "completion body")
+        st = sim.stats()
+        eq(st["h2_streams"], 400, "streams the provider served")
+        # 100 in flight at most, 128 streams allowed per connection: a handful at most.
+        check(st["h2_connections"] <= 8, f"{st['h2_connections']} connections for 400 requests")
+        print(f"  400 requests (300 streamed) over {st['h2_connections']} HTTP/2 connections")
+    finally:
+        if r:
+            r.stop()
+        sim.stop()
+
+
+def case_stalled_client_does_not_stall_its_connection():
+    # libcurl 7.88 stops reading a whole HTTP/2 connection while one of its streams is
+    # paused; the router holds a slow client's bytes instead (up to a limit) so the
+    # streams sharing the connection go on.
+    cert, key = test_cert()
+    sim = Sim("h2", h2_port=0, tls_cert=cert, tls_key=key, chunks=50000)
+    r = None
+    slow = None
+    try:
+        r = Router(_config(sim, cert, "limits: { client_stall_ms: 20000 }"))
+        body = json.dumps(dict(CHAT, stream=True))
+        slow = socket.create_connection(("127.0.0.1", r.port))
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                      f"Content-Type: application/json\r\nx-user-id: slow\r\n"
+                      f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+        time.sleep(1.0)  # ~10 MB stream, never read: the router's backlog fills
+        for i in range(5):
+            t0 = time.monotonic()
+            c = http.client.HTTPConnection("127.0.0.1", r.port, timeout=10)
+            c.request("POST", "/v1/chat/completions",
+                      json.dumps(dict(CHAT, stream=True, max_tokens=5)),
+                      {"Content-Type": "application/json", "x-user-id": f"fast{i}"})
+            resp = c.getresponse()
+            data = resp.read()
+            took = time.monotonic() - t0
+            c.close()
+            eq(resp.status, 200, f"stream {i} beside the stalled client")
+            check(b"data: [DONE]" in data, f"stream {i} complete")
+            check(took < 2.0, f"stream {i} took {took:.2f}s beside a stalled client")
+        eq(sim.stats()["h2_connections"], 1, "all streams shared one connection")
+        log = r.stderr_text()
+        check("event=client_stalled" in log and "reason=hold_limit" in log,
+              "the stalled client was dropped at the hold limit")
+        print("  5 streams served in < 2 s each beside a client that stopped reading; "
+              "it was dropped at the hold limit")
+    finally:
+        if slow:
+            slow.close()
+        if r:
+            r.stop()
+        sim.stop()
