@@ -72,11 +72,12 @@ typedef enum { TIMER_ATTEMPT, TIMER_BACKOFF, TIMER_CANCEL } timer_mode_t;
  * or a browser EventSource (both get switchyard's own messages with the text). */
 typedef enum { CLIENT_HTTP = 0, CLIENT_WS, CLIENT_SSE } client_kind_t;
 
+/* Packed to 16 bytes: ten of them are in every request's state. */
 typedef struct {
-    int role;
-    long status;        /* HTTP status, 0 when none came */
-    fail_class_t cls;   /* FAIL_NONE on success */
     double ms;
+    int32_t status; /* HTTP status, 0 when none came */
+    int8_t role;
+    uint8_t cls; /* fail_class_t, FAIL_NONE on success */
 } attempt_rec_t;
 
 struct proxy_req {
@@ -84,7 +85,7 @@ struct proxy_req {
     worker_t *w;
     client_kind_t kind;
     ws_conn_t *ws;                 /* CLIENT_WS: the connection, NULL once it is done */
-    char chat_id[128];             /* CLIENT_WS: the chat's id */
+    char *chat_id;                 /* CLIENT_WS: the chat's id (at most 127 bytes) */
     struct evkeyvalq *in;          /* the client's request headers */
     const config_client_t *client; /* the authenticated client key, if any */
     const char *origin;            /* an allowed Origin (CORS), or NULL */
@@ -129,13 +130,13 @@ struct proxy_req {
     struct evbuffer *out; /* reused to hand chunks to evhttp */
     sse_scanner_t sse;
     int committed;
-    int paused;       /* the client stopped reading: its stall clock runs */
-    int held;         /* ... and the transfer goes on (multiplexed), not paused */
-    int multiplexed;  /* this attempt's connection is HTTP/2 */
-    int hold_full;    /* held CLIENT_HOLD_MAX bytes: drop the client now */
+    unsigned paused : 1;      /* the client stopped reading: its stall clock runs */
+    unsigned held : 1;        /* ... and the transfer goes on (multiplexed), not paused */
+    unsigned multiplexed : 1; /* this attempt's connection is HTTP/2 */
+    unsigned hold_full : 1;   /* held CLIENT_HOLD_MAX bytes: drop the client now */
     long long paused_at_ms;
     fail_class_t fail;
-    char fail_detail[128];
+    char fail_detail[96]; /* a short reason; longer ones are cut */
     timer_mode_t timer_mode;
     int attempt_is_probe; /* this attempt holds its provider's probe slot */
     long retry_after_ms;  /* from the last upstream response, -1 when absent */
@@ -155,6 +156,7 @@ struct proxy_req {
     usage_t usage;
     long content_events;   /* stream events carrying content (estimate without usage) */
     int inject_usage;      /* switchyard asked for usage: strip it from the client's stream */
+    int accounted;
     body_edit_t usage_edit;
     int client_status;     /* status sent to the client, 0 = none */
     int truncated;
@@ -162,7 +164,6 @@ struct proxy_req {
     struct timespec t_first_byte, t_upstream_done;
     double pre_ms;         /* received to the first attempt's start */
     double wasted[CONFIG_N_ROLES];
-    int accounted;
 };
 
 static double ms_since(const struct timespec *t0)
@@ -233,6 +234,7 @@ static void maybe_free(proxy_req_t *p)
     free(p->log_path);
     free(p->body);
     free(p->model);
+    free(p->chat_id);
     config_unref(p->cfg);
     free(p);
     worker_request_ended(w);
@@ -849,7 +851,7 @@ static void describe_attempts(const proxy_req_t *p, char *out, size_t cap)
         const attempt_rec_t *a = &p->attempts[i];
         char status[24] = "";
         if (a->status > 0)
-            snprintf(status, sizeof(status), " (%ld)", a->status);
+            snprintf(status, sizeof(status), " (%ld)", (long)a->status);
         int k = snprintf(out + n, cap - n, "%s%s: %s%s after %.0f ms", i ? "; " : "",
                          p->cfg->providers[a->role].name, failure_name(a->cls), status, a->ms);
         if (k < 0)
@@ -1018,9 +1020,9 @@ static void attempt_finished(proxy_req_t *p, CURLcode rc)
         }
     }
     attempt_rec_t *a = &p->attempts[p->n_attempts++];
-    a->role = p->role;
-    a->status = p->headers_done ? p->status : 0;
-    a->cls = cls;
+    a->role = (int8_t)p->role;
+    a->status = p->headers_done && p->status > 0 && p->status < 1000 ? (int32_t)p->status : 0;
+    a->cls = (uint8_t)cls;
     a->ms = ms_since(&p->t_attempt);
     report_health(p, cls);
     if (p->client_gone) {
@@ -1042,7 +1044,7 @@ static void attempt_finished(proxy_req_t *p, CURLcode rc)
     }
     log_warn("event=attempt_failed request_id=%s provider=%s class=%s status=%ld ms=%.0f "
              "committed=%d",
-             p->request_id, pv->name, failure_name(cls), a->status, a->ms, p->committed);
+             p->request_id, pv->name, failure_name(cls), (long)a->status, a->ms, p->committed);
     if (p->committed) {
         char msg[1024];
         describe_attempts(p, msg, sizeof(msg));
@@ -1665,7 +1667,7 @@ static int start_attempt(proxy_req_t *p, int role)
     evhttp_clear_headers(&p->up_headers);
     evbuffer_drain(p->buf, evbuffer_get_length(p->buf));
 
-    CURL *e = upstream_easy_get(p->w->up);
+    CURL *e = upstream_easy_get(p->w->up, p->stream_req);
     if (!e)
         return -1;
     p->xfer.easy = e;
@@ -1945,12 +1947,16 @@ void *proxy_start_ws_chat(worker_t *w, ws_conn_t *ws, const config_client_t *cli
     }
     p->ws = ws;
     p->client = client;
-    snprintf(p->chat_id, sizeof(p->chat_id), "%s", id ? id : "");
-    if (ws_chat_add(ws, p) < 0) {
+    /* wsmsg cut it to 127 bytes on a character boundary. */
+    p->chat_id = strdup(id ? id : "");
+    if (!p->chat_id || ws_chat_add(ws, p) < 0) {
         free(body);
         p->body = NULL;
-        reply_error(p, 429, "rate_limit_error", "too_many_chats",
-                    "at most 32 chats at once per connection", 0);
+        if (!p->chat_id)
+            reply_error(p, 500, "server_error", "out_of_memory", "out of memory", 0);
+        else
+            reply_error(p, 429, "rate_limit_error", "too_many_chats",
+                        "at most 32 chats at once per connection", 0);
         maybe_free(p);
         return NULL;
     }
@@ -1980,7 +1986,9 @@ static char *read_body(struct evhttp_request *req, size_t *len)
     *len = evbuffer_get_length(input);
     char *b = malloc(*len + 1);
     if (b) {
-        evbuffer_copyout(input, b, *len);
+        /* Removed, not copied: the chain holding it would otherwise live as long as
+         * the request (a stream's whole life). */
+        evbuffer_remove(input, b, *len);
         b[*len] = '\0';
     }
     return b;

@@ -40,6 +40,7 @@ typedef struct {
 struct upstream {
     struct event_base *base;
     CURLM *multi;
+    CURLSH *share; /* TLS sessions and DNS answers, for this worker's handles */
     struct event *timer;
     int in_callback;
     CURL *pool[POOL_MAX];
@@ -256,6 +257,14 @@ upstream_t *upstream_new(struct event_base *base)
     curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
     /* Keep-alive connections to providers are the main saving; keep plenty. */
     curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    /* One TLS session cache per worker instead of one per handle: a new connection to a
+     * provider resumes the session, and each handle saves its own 5-slot cache (~1 KB
+     * per concurrent stream). The worker is one thread: no lock callbacks needed. */
+    u->share = curl_share_init();
+    if (u->share) {
+        curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+        curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    }
     return u;
 }
 
@@ -271,6 +280,8 @@ void upstream_free(upstream_t *u)
     }
     if (u->multi)
         curl_multi_cleanup(u->multi); /* closes cached connections via close_socket */
+    if (u->share)
+        curl_share_cleanup(u->share);
     for (size_t i = 0; i < u->n_watch; i++)
         watch_drop(u, (curl_socket_t)i);
     free(u->watch);
@@ -279,7 +290,15 @@ void upstream_free(upstream_t *u)
     free(u);
 }
 
-static void set_fixed_options(CURL *e)
+/* Receive buffer sizes. libcurl allocates one per running transfer (size + 1 bytes):
+ * 1279 fills mimalloc's 1280-byte class, and SSE events are far smaller, so a stream
+ * costs 1.3 KB instead of 5 KB (libcurl's default is 16 KiB); a buffered answer reads
+ * in 4 KiB pieces. libcurl frees the buffer when a transfer ends, so a pooled handle
+ * takes either size. */
+#define BUFFER_STREAM 1279L
+#define BUFFER_BODY 4096L
+
+static void set_fixed_options(CURL *e, int stream)
 {
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -287,23 +306,23 @@ static void set_fixed_options(CURL *e)
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    /* SSE events are far below 4 KiB; libcurl's 16 KiB default per transfer is most of
-     * what 10,000 concurrent streams cost in memory. */
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, stream ? BUFFER_STREAM : BUFFER_BODY);
 }
 
-CURL *upstream_easy_get(upstream_t *u)
+CURL *upstream_easy_get(upstream_t *u, int stream)
 {
     CURL *e;
     if (u->n_pool > 0) {
         e = u->pool[--u->n_pool];
-        curl_easy_reset(e);
+        curl_easy_reset(e); /* keeps the share */
     } else {
         e = curl_easy_init();
         if (!e)
             return NULL;
+        if (u->share)
+            curl_easy_setopt(e, CURLOPT_SHARE, u->share);
     }
-    set_fixed_options(e);
+    set_fixed_options(e, stream);
     return e;
 }
 
