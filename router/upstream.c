@@ -39,6 +39,7 @@ typedef struct {
 
 struct upstream {
     struct event_base *base;
+    int no_proxy_env; /* no proxy variable in the environment at start */
     CURLM *multi;
     CURLSH *share; /* TLS sessions and DNS answers, for this worker's handles */
     struct event *timer;
@@ -245,6 +246,16 @@ upstream_t *upstream_new(struct event_base *base)
     if (!u)
         return NULL;
     u->base = base;
+    /* libcurl reads up to five proxy variables for every new transfer. With none of
+     * them set (as at start), saying "no proxy" spares those lookups; with any set,
+     * libcurl keeps doing exactly what it did. */
+    static const char *const proxy_vars[] = {"http_proxy", "HTTP_PROXY", "https_proxy",
+                                             "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                                             "no_proxy", "NO_PROXY"};
+    u->no_proxy_env = 1;
+    for (size_t i = 0; i < sizeof(proxy_vars) / sizeof(proxy_vars[0]); i++)
+        if (getenv(proxy_vars[i]))
+            u->no_proxy_env = 0;
     u->multi = curl_multi_init();
     u->timer = evtimer_new(base, on_timer, u);
     if (!u->multi || !u->timer) {
@@ -323,6 +334,10 @@ CURL *upstream_easy_get(upstream_t *u, int stream)
             curl_easy_setopt(e, CURLOPT_SHARE, u->share);
     }
     set_fixed_options(e, stream);
+    if (u->no_proxy_env) {
+        curl_easy_setopt(e, CURLOPT_PROXY, "");
+        curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+    }
     return e;
 }
 

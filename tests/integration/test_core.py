@@ -367,3 +367,78 @@ def case_healthz_and_request_ids():
         eq(len(ids), 20, "generated request ids are unique")
         _, h, _ = r.chat(CHAT, {"x-request-id": "bad id\twith tab"})
         check(h["x-switchyard-request-id"] != "bad id\twith tab", "unsafe request id echoed")
+
+
+def case_proxy_environment_is_honoured():
+    # The router says "no proxy" to libcurl itself only when no proxy variable is set
+    # (router/upstream.c); with http_proxy set, requests go through that proxy, and
+    # no_proxy still exempts a host.
+    import threading
+    seen = []
+    body = json.dumps({"id": "p", "object": "chat.completion", "created": 1, "model": "gpt-4.1",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": "via"},
+                                    "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                 "total_tokens": 2}}).encode()
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(16)
+    ls.settimeout(0.2)
+    stop = []
+
+    def serve():
+        while not stop:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                continue
+            with c:
+                c.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                head, _, rest = data.partition(b"\r\n\r\n")
+                seen.append(head.split(b"\r\n")[0].decode())
+                n = int(next((l.split(b":")[1] for l in head.split(b"\r\n")
+                              if l.lower().startswith(b"content-length:")), b"0"))
+                while len(rest) < n:
+                    rest += c.recv(65536)
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close"
+                          b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    proxy = f"http://127.0.0.1:{ls.getsockname()[1]}"
+    procs = []
+    try:
+        o = Sim("original")
+        procs.append(o)
+        n = Sim("new")
+        procs.append(n)
+        for env, via in (({"http_proxy": proxy}, True),
+                         ({"http_proxy": proxy, "no_proxy": "127.0.0.1"}, False),
+                         ({}, False)):
+            seen.clear()
+            r = Router(router_config(o, n, percentage=0), env=env)
+            try:
+                st, _, data = r.chat(CHAT, {"x-user-id": "u1"})
+            finally:
+                r.stop()
+            eq(st, 200, f"status with {env}")
+            if via:
+                eq(len(seen), 1, "requests through the proxy")
+                check(seen[0].startswith(f"POST {o.url}/chat/completions "),
+                      f"absolute-form request line through the proxy: {seen[0]}")
+                eq(json.loads(data)["choices"][0]["message"]["content"], "via", "answer via proxy")
+            else:
+                eq(seen, [], f"proxy used with {env}")
+        print("  http_proxy used, no_proxy honoured, direct without either")
+    finally:
+        stop.append(1)
+        t.join()
+        ls.close()
+        for p in reversed(procs):
+            p.stop()
