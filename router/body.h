@@ -4,9 +4,10 @@
  * else the client sent reaches the upstream byte for byte (cJSON would reprint
  * numbers as doubles and lose integers above 2^53).
  *
- * Pure: no I/O. The body must be NUL-terminated at buf[len] (cJSON 1.7.15 can
- * over-read truncated input otherwise).
- * Ownership: body_parse fills a body_info_t whose strings and tree belong to it;
+ * Pure: no I/O. The body must be NUL-terminated at buf[len] and outlive the info.
+ * Validation is strict RFC 8259 (one pass, no tree): stricter than cJSON on numbers
+ * (no leading zeros, no "1."), as strict on control bytes, escapes and surrogates.
+ * Ownership: body_parse fills a body_info_t whose strings belong to it;
  * body_info_free releases them. body_rewrite_model returns a malloc'd buffer.
  * Errors: body_parse returns one of the BODY_ERR_* codes, with a message for the
  * client in info->error (static string).
@@ -27,10 +28,15 @@ enum {
     BODY_ERR_NOMEM = -5
 };
 
+#define BODY_MAX_OWNED 8
+
 typedef struct {
-    struct cJSON *root;  /* the parsed tree; kept for body:FIELD sticky lookups */
-    const char *model;   /* top-level "model" (points into root), NULL if absent */
-    const char *user;    /* top-level "user", NULL if absent */
+    const char *buf;     /* the body parsed (not owned), for body:FIELD lookups */
+    size_t len;
+    char *owned[BODY_MAX_OWNED]; /* decoded strings handed out; freed with the info */
+    size_t n_owned;
+    const char *model;   /* top-level "model", decoded, NULL if absent */
+    const char *user;    /* top-level "user", NULL if absent or null */
     int stream;          /* "stream": true */
     int include_usage;   /* "stream_options": {"include_usage": true} */
     int has_stream_options;
@@ -38,6 +44,8 @@ typedef struct {
     size_t model_len;    /* 0 when there is no model */
     size_t so_off;       /* span of the stream_options value, when present */
     size_t so_len;
+    size_t user_off, user_len;     /* span of the user value, when present */
+    size_t stream_off, stream_len; /* span of the stream value, when present */
     int include_usage_false; /* stream_options.include_usage is present and not true */
     int so_empty;            /* stream_options is an object with no member */
     size_t obj_end;      /* offset of the top-level closing '}' */
@@ -46,10 +54,11 @@ typedef struct {
 
 int body_parse(const char *buf, size_t len, body_info_t *info);
 
-/* A top-level string field of the body, or NULL. */
-const char *body_string_field(const body_info_t *info, const char *name);
+/* A top-level string field of the body, decoded, or NULL (absent, not a string, or
+ * holding a NUL). The string belongs to info (at most BODY_MAX_OWNED in all). */
+const char *body_string_field(body_info_t *info, const char *name);
 
-/* Frees the tree early (after routing); the model/user pointers become invalid. */
+/* Frees what info owns (after routing); every string it handed out becomes invalid. */
 void body_info_free(body_info_t *info);
 
 /* One splice: delete `del` bytes at `off`, insert `ins` there. */

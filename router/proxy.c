@@ -1555,7 +1555,7 @@ static void make_request_id(proxy_req_t *p, struct evkeyvalq *in)
 }
 
 static const char *find_sticky(proxy_req_t *p, const flag_def_t *def, struct evkeyvalq *in,
-                               const body_info_t *info, size_t *len)
+                               body_info_t *info, size_t *len)
 {
     for (size_t i = 0; i < def->n_sticky; i++) {
         const flag_sticky_t *s = &def->sticky[i];

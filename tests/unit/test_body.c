@@ -57,6 +57,91 @@ static void test_rejects_bad_bodies(void **state)
     assert_non_null(b.error);
 }
 
+/* Validation is RFC 8259's grammar, in one pass and without a tree. */
+static void test_strict_json(void **state)
+{
+    (void)state;
+    body_info_t b;
+    static const char *const ok[] = {
+        "{}", " {\"a\" : [1, -0, 0.5, 1e9, -1.25E-3, true, false, null, {}, []]} \r\n",
+        "{\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"}",
+        "{\"deep\":[[[[[[[[[[{\"x\":[]}]]]]]]]]]]}", "{\"u\":\"\xc3\xa9\xff\"}"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        if (parse(ok[i], &b) != BODY_OK)
+            fail_msg("refused: %s (%s)", ok[i], b.error);
+        body_info_free(&b);
+    }
+    static const char *const bad[] = {
+        "{\"a\":01}",  "{\"a\":1.}",    "{\"a\":.5}",     "{\"a\":+1}",     "{\"a\":1e}",
+        "{\"a\":-}",   "{\"a\":tru}",   "{\"a\":True}",   "{\"a\":[1,]}",   "{\"a\":1,}",
+        "{,}",          "{\"a\" 1}",     "{a:1}",           "{\"a\":'x'}",    "{\"a\":\"\\x\"}",
+        "{\"a\":\"\\u12\"}", "{\"a\":\"\\udc00\"}", "{\"a\":\"\\ud800\"}",
+        "{\"a\":\"\\ud800\\u0041\"}", "{\"a\":\"tab\there\"}", "{\"a\":[}", "{\"a\":1}}",
+        "\xef\xbb\xbf{}", "{\"a\":1}\x0c",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (parse(bad[i], &b) != BODY_ERR_JSON)
+            fail_msg("accepted: %s", bad[i]);
+    /* Nesting: cJSON's limit of 1000 levels, no more. */
+    char deep[2100];
+    for (int n = 1000; n <= 1001; n++) {
+        size_t o = 0;
+        deep[o++] = '{';
+        deep[o++] = '"';
+        deep[o++] = 'a';
+        deep[o++] = '"';
+        deep[o++] = ':';
+        for (int i = 1; i < n; i++)
+            deep[o++] = '[';
+        for (int i = 1; i < n; i++)
+            deep[o++] = ']';
+        deep[o++] = '}';
+        deep[o] = '\0';
+        assert_int_equal(parse(deep, &b), n == 1000 ? BODY_OK : BODY_ERR_JSON);
+        body_info_free(&b);
+    }
+}
+
+static void test_decoded_fields(void **state)
+{
+    (void)state;
+    body_info_t b;
+    assert_int_equal(parse("{\"model\":\"gpt-\\u0034o\",\"user\":\"caf\\u00e9 \\ud83d\\ude00\","
+                           "\"stream\":null,\"team\":\"a\\\"b\"}",
+                           &b),
+                     BODY_OK);
+    assert_string_equal(b.model, "gpt-4o");
+    assert_string_equal(b.user, "caf\xc3\xa9 \xf0\x9f\x98\x80");
+    assert_false(b.stream);
+    assert_string_equal(body_string_field(&b, "team"), "a\"b");
+    assert_null(body_string_field(&b, "stream"));
+    assert_null(body_string_field(&b, "absent"));
+    body_info_free(&b);
+    /* A NUL cannot ride in a C string: refused for routing fields, absent as a sticky key. */
+    assert_int_equal(parse("{\"model\":\"gpt\\u0000x\"}", &b), BODY_ERR_TYPE);
+    assert_int_equal(parse("{\"user\":\"u\\u0000\"}", &b), BODY_ERR_TYPE);
+    assert_int_equal(parse("{\"team\":\"t\\u0000\"}", &b), BODY_OK);
+    assert_null(body_string_field(&b, "team"));
+    body_info_free(&b);
+    assert_int_equal(parse("{\"user\":null,\"stream\":false}", &b), BODY_OK);
+    assert_null(b.user);
+    body_info_free(&b);
+    assert_int_equal(parse("{\"user\":7}", &b), BODY_ERR_TYPE);
+    /* stream_options: first include_usage wins, as a JSON object lookup would. */
+    assert_int_equal(parse("{\"stream\":true,\"stream_options\":{\"x\":1,\"include_\\u0075sage\":"
+                           "true,\"include_usage\":false}}",
+                           &b),
+                     BODY_OK);
+    assert_true(b.include_usage);
+    assert_false(b.so_empty);
+    body_info_free(&b);
+    assert_int_equal(parse("{\"stream\":true,\"stream_options\":{ }}", &b), BODY_OK);
+    assert_true(b.has_stream_options);
+    assert_true(b.so_empty);
+    assert_false(b.include_usage);
+    body_info_free(&b);
+}
+
 static void test_duplicate_routing_keys(void **state)
 {
     (void)state;
@@ -153,6 +238,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_extracts_routing_fields),
         cmocka_unit_test(test_rejects_bad_bodies),
+        cmocka_unit_test(test_strict_json),
+        cmocka_unit_test(test_decoded_fields),
         cmocka_unit_test(test_duplicate_routing_keys),
         cmocka_unit_test(test_splice_keeps_every_other_byte),
         cmocka_unit_test(test_sse_event_boundaries),
