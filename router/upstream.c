@@ -374,7 +374,8 @@ static CURLU *cached_url(upstream_t *u, const char *text)
 
 int upstream_set_url(upstream_t *u, CURL *easy, const char *url)
 {
-    CURLU *h = cached_url(u, url);
+    /* Only query-less URLs are kept: a client choosing queries must not fill the cache. */
+    CURLU *h = strchr(url, '?') ? NULL : cached_url(u, url);
     if (h)
         return curl_easy_setopt(easy, CURLOPT_CURLU, h) == CURLE_OK ? 0 : -1;
     return curl_easy_setopt(easy, CURLOPT_URL, url) == CURLE_OK ? 0 : -1;
