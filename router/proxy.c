@@ -119,6 +119,7 @@ struct proxy_req {
     upstream_xfer_t xfer;
     struct curl_slist *up_hdrs;
     char *up_body; /* rewritten body, or NULL to send `body` */
+    size_t send_len; /* bytes of body this attempt sends */
     struct event *timer;
     struct timespec t_start, t_attempt, t_last;
     struct timespec t_wall; /* CLOCK_REALTIME at the start, for the log's ts */
@@ -633,6 +634,14 @@ static void forward(proxy_req_t *p, size_t n)
         evhttp_send_reply_chunk_with_cb(p->req, p->out, on_client_drained, p);
 }
 
+/* The provider has the whole request body of this attempt. */
+static int request_sent(proxy_req_t *p)
+{
+    curl_off_t sent = 0;
+    return curl_easy_getinfo(p->xfer.easy, CURLINFO_SIZE_UPLOAD_T, &sent) == CURLE_OK &&
+           sent >= (curl_off_t)p->send_len;
+}
+
 static void commit_stream(proxy_req_t *p)
 {
     if (p->kind != CLIENT_HTTP) {
@@ -644,6 +653,15 @@ static void commit_stream(proxy_req_t *p)
     evhttp_send_reply_start(p->req, (int)p->status, http_reason((int)p->status));
     mark_first_byte(p, (int)p->status);
     p->committed = 1;
+    if (request_sent(p)) {
+        /* No attempt follows a commit and libcurl is done with the body: a stream
+         * need not carry its request for the rest of its life (only its length, for
+         * the estimate without usage). */
+        free(p->body);
+        p->body = NULL;
+        free(p->up_body);
+        p->up_body = NULL;
+    }
     stop_close_watch(p); /* evhttp watches the connection itself once writing */
     /* evhttp's timeout is also a read timeout: an SSE client sends nothing. */
     const config_provider_t *pv = &p->cfg->providers[p->role];
@@ -737,6 +755,19 @@ static void headers_complete(proxy_req_t *p)
     long version = 0;
     curl_easy_getinfo(p->xfer.easy, CURLINFO_HTTP_VERSION, &version);
     p->multiplexed = version >= CURL_HTTP_VERSION_2_0;
+    /* Over HTTP/2 libcurl 7.88 sends the body through a 64 KiB upload buffer that it
+     * keeps until the transfer ends: 4 KB of memory per open stream. Once the body is
+     * sent, setting the option frees it (see upstream_can_trim_upload). Streams stay
+     * open for minutes; what the sent request held is dropped here. */
+    if (upstream_can_trim_upload() && request_sent(p)) {
+        if (p->multiplexed)
+            curl_easy_setopt(p->xfer.easy, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
+        /* The request headers are only read to build the request (7.88: nothing on the
+         * answer's path without HTTP auth), and no retry follows an answer. */
+        curl_easy_setopt(p->xfer.easy, CURLOPT_HTTPHEADER, NULL);
+        curl_slist_free_all(p->up_hdrs);
+        p->up_hdrs = NULL;
+    }
 }
 
 static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
@@ -1687,6 +1718,7 @@ static int start_attempt(proxy_req_t *p, int role)
 
     const char *send_body = p->body;
     size_t send_len = p->body_len;
+    p->send_len = 0;
     /* At most two splices, in body order: the model (mapped for this provider) and
      * the stream_options that ask for usage. */
     body_edit_t edits[2];
@@ -1712,6 +1744,7 @@ static int start_attempt(proxy_req_t *p, int role)
             return -1;
         send_body = p->up_body;
     }
+    p->send_len = send_len;
     if (build_upstream_headers(p, pv, send_len) < 0)
         return -1;
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, p->up_hdrs);
@@ -1752,8 +1785,13 @@ static int start_attempt(proxy_req_t *p, int role)
                                                       : (long)CURL_HTTP_VERSION_2TLS);
         if (pv->http_version != CONFIG_HTTP_1_1)
             curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-        if (pv->ca_file)
+        if (pv->ca_file) {
+            /* This CA alone, not also the system's directory; and without a CA path
+             * libcurl keeps one parsed CA store instead of reading the file for every
+             * connection (~4 KB each). */
             curl_easy_setopt(e, CURLOPT_CAINFO, pv->ca_file);
+            curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+        }
     } else {
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     }

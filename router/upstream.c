@@ -416,6 +416,19 @@ void upstream_resume(upstream_t *u, upstream_xfer_t *x)
     collect_done(u);
 }
 
+int upstream_can_trim_upload(void)
+{
+    /* Read in 7.88.1's source: CURLOPT_UPLOAD_BUFFERSIZE frees the buffer
+     * (setopt.c), and once the body is sent nothing reads it again (http2.c clears
+     * its pointer after every send). Other versions keep their buffer. */
+    static int ok = -1;
+    if (ok < 0) {
+        const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+        ok = v && v->version_num >= 0x075800 && v->version_num < 0x075900;
+    }
+    return ok;
+}
+
 int upstream_in_callback(const upstream_t *u)
 {
     return u->in_callback > 0;

@@ -49,6 +49,10 @@ void upstream_cancel(upstream_t *u, upstream_xfer_t *x);
 /* Resumes a transfer paused by CURL_WRITEFUNC_PAUSE (from a libevent callback). */
 void upstream_resume(upstream_t *u, upstream_xfer_t *x);
 
+/* 1 when this libcurl (7.88.x) frees a transfer's upload buffer on
+ * CURLOPT_UPLOAD_BUFFERSIZE and never reads it once the body is sent. */
+int upstream_can_trim_upload(void);
+
 /* 1 while libcurl is running one of our callbacks on this worker. */
 int upstream_in_callback(const upstream_t *u);
 
