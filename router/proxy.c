@@ -642,6 +642,23 @@ static int request_sent(proxy_req_t *p)
            sent >= (curl_off_t)p->send_len;
 }
 
+/* Keeps only the "Connection" headers of h. A stream's response head is on the wire
+ * once evhttp_send_reply_start returns, and evhttp reads request and response headers
+ * again only for "Connection" when the reply ends: the rest (~1 KB: the client's, the
+ * provider's and switchyard's headers) need not live as long as the stream. */
+static void drop_sent_headers(struct evkeyvalq *h)
+{
+    struct evkeyval *kv = TAILQ_FIRST(h);
+    while (kv) {
+        struct evkeyval *next = TAILQ_NEXT(kv, next);
+        /* The first header of this name is kv itself: earlier ones are gone, and only
+         * "Connection" headers are kept. */
+        if (strcasecmp(kv->key, "Connection") != 0)
+            evhttp_remove_header(h, kv->key);
+        kv = next;
+    }
+}
+
 static void commit_stream(proxy_req_t *p)
 {
     if (p->kind != CLIENT_HTTP) {
@@ -651,6 +668,12 @@ static void commit_stream(proxy_req_t *p)
     }
     copy_upstream_headers(p, p->req, 1);
     evhttp_send_reply_start(p->req, (int)p->status, http_reason((int)p->status));
+    drop_sent_headers(evhttp_request_get_output_headers(p->req));
+    /* The client's headers were for routing and for attempts, and no attempt follows a
+     * commit; evhttp reads only "Connection" of them again (keep-alive). origin points
+     * into them. */
+    p->origin = NULL;
+    drop_sent_headers(p->in);
     mark_first_byte(p, (int)p->status);
     p->committed = 1;
     if (request_sent(p)) {
