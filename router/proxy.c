@@ -128,7 +128,6 @@ struct proxy_req {
     int headers_done;
     mode_t_ mode;
     struct evbuffer *buf; /* buffered body, or stream bytes not yet forwarded */
-    struct evbuffer *out; /* reused to hand chunks to evhttp */
     sse_scanner_t sse;
     int committed;
     unsigned paused : 1;      /* the client stopped reading: its stall clock runs */
@@ -229,8 +228,6 @@ static void maybe_free(proxy_req_t *p)
     evhttp_clear_headers(&p->up_headers);
     if (p->buf)
         evbuffer_free(p->buf);
-    if (p->out)
-        evbuffer_free(p->out);
     free(p->path_query);
     free(p->log_path);
     free(p->body);
@@ -281,12 +278,25 @@ static void ws_msg(proxy_req_t *p, cJSON *o)
 
 static void on_client_drained(struct evhttp_connection *evcon, void *arg);
 
+/* Hands the worker's scratch buffer to the client as one chunk. evhttp moves it all,
+ * except when the connection is already gone: drained either way, so nothing staged
+ * for one client can reach another. */
+static void send_chunk(proxy_req_t *p, void (*drained)(struct evhttp_connection *, void *))
+{
+    struct evbuffer *out = p->w->scratch;
+    if (drained)
+        evhttp_send_reply_chunk_with_cb(p->req, out, drained, p);
+    else
+        evhttp_send_reply_chunk(p->req, out);
+    evbuffer_drain(out, evbuffer_get_length(out));
+}
+
 static void sse_event(proxy_req_t *p, const char *event, const char *data)
 {
     if (p->client_done || !p->req)
         return;
-    evbuffer_add_printf(p->out, "event: %s\ndata: %s\n\n", event, data);
-    evhttp_send_reply_chunk_with_cb(p->req, p->out, on_client_drained, p);
+    evbuffer_add_printf(p->w->scratch, "event: %s\ndata: %s\n\n", event, data);
+    send_chunk(p, on_client_drained);
 }
 
 /* One piece of the answer's text. */
@@ -602,7 +612,7 @@ static void forward(proxy_req_t *p, size_t n)
             long kept = usage_strip_event(region + off, len);
             inspect_event(p, region + off, kept < 0 ? len : (size_t)kept, kept < 0);
             if (kept > 0)
-                evbuffer_add(p->out, region + off, (size_t)kept);
+                evbuffer_add(p->w->scratch, region + off, (size_t)kept);
             off += len;
             continue;
         }
@@ -629,9 +639,9 @@ static void forward(proxy_req_t *p, size_t n)
     if (p->inject_usage)
         evbuffer_drain(p->buf, n);
     else
-        evbuffer_remove_buffer(p->buf, p->out, n);
-    if (evbuffer_get_length(p->out) > 0)
-        evhttp_send_reply_chunk_with_cb(p->req, p->out, on_client_drained, p);
+        evbuffer_remove_buffer(p->buf, p->w->scratch, n);
+    if (evbuffer_get_length(p->w->scratch) > 0)
+        send_chunk(p, on_client_drained);
 }
 
 /* The provider has the whole request body of this attempt. */
@@ -887,10 +897,10 @@ static void end_stream_with_error(proxy_req_t *p, const char *message)
     }
     char *err = http_error_body("server_error", "upstream_error", message);
     evbuffer_drain(p->buf, evbuffer_get_length(p->buf));
-    evbuffer_add_printf(p->out, "event: error\ndata: %s\n\n", err ? err : "{}");
+    evbuffer_add_printf(p->w->scratch, "event: error\ndata: %s\n\n", err ? err : "{}");
     free(err);
     p->truncated = 1;
-    evhttp_send_reply_chunk(p->req, p->out);
+    send_chunk(p, NULL);
     evhttp_send_reply_end(take_req(p));
 }
 
@@ -1886,7 +1896,6 @@ static proxy_req_t *proxy_new(worker_t *w, client_kind_t kind, struct evhttp_req
     w->n_live++;
     p->timer = evtimer_new(w->base, on_timer, p);
     p->buf = evbuffer_new();
-    p->out = evbuffer_new();
     make_request_id(p, in);
     if (p->evcon)
         evhttp_connection_set_closecb(p->evcon, on_client_close, p);
@@ -1901,7 +1910,7 @@ static void proxy_begin(proxy_req_t *p, const char *path, const char *query, cha
     worker_t *w = p->w;
     p->body = body;
     p->body_len = body_len;
-    if (!p->timer || !p->buf || !p->out || !p->body) {
+    if (!p->timer || !p->buf || !p->body) {
         reply_error(p, 500, "server_error", NULL, "out of memory", 0);
         maybe_free(p);
         return;

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <openssl/sha.h>
@@ -255,6 +256,8 @@ static void worker_free(worker_t *w)
         evhttp_free(w->http);
     headguard_free(w->guard);
     upstream_free(w->up);
+    if (w->scratch)
+        evbuffer_free(w->scratch);
     if (w->wake)
         event_free(w->wake);
     if (w->drain_timer)
@@ -331,6 +334,7 @@ static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
     if (!w->base)
         return -1;
     w->up = upstream_new(w->base);
+    w->scratch = evbuffer_new();
     w->http = evhttp_new(w->base);
     w->guard = headguard_new(cfg->limits.header_timeout_ms);
     w->wake = event_new(w->base, -1, 0, on_wake, w);
@@ -340,7 +344,7 @@ static int worker_init(server_t *srv, worker_t *w, int id, config_t *cfg,
     w->push_ev = event_new(w->base, -1, 0, on_push, w);
     window_init(&w->window, atomic_load(&srv->window_since_ms));
     w->window_epoch = atomic_load(&srv->window_epoch);
-    if (!w->snapshot_ev || !w->push_ev || !w->up || !w->http || !w->guard || !w->wake || !w->drain_timer || !w->metrics ||
+    if (!w->snapshot_ev || !w->push_ev || !w->up || !w->scratch || !w->http || !w->guard || !w->wake || !w->drain_timer || !w->metrics ||
         accesslog_buf_init(&w->alog, srv->alog) < 0)
         return -1;
     if (srv->alog) {

@@ -46,6 +46,7 @@ typedef struct worker {
     struct event *drain_timer;
     struct headguard *guard; /* raw request-head checks (headguard.h) */
     upstream_t *up;
+    struct evbuffer *scratch; /* stages chunks for evhttp; empty between uses */
     config_t *cfg; /* this worker's reference to the current snapshot */
     unsigned cfg_gen;
     uint64_t rng; /* xorshift state: unkeyed draws, request ids */
