@@ -507,10 +507,12 @@ int body_parse(const char *buf, size_t len, body_info_t *info)
         }
         info->model = own_string(info, buf, info->model_off, info->model_len, &bad);
     }
-    if (!bad && info->user_len > 0 && buf[info->user_off] == '"')
-        info->user = own_string(info, buf, info->user_off, info->user_len, &bad);
-    else if (info->user_len > 0 && !token_is(buf, info->user_off, info->user_len, "null"))
-        bad = 2;
+    if (!bad && info->user_len > 0) {
+        if (buf[info->user_off] == '"')
+            info->user = own_string(info, buf, info->user_off, info->user_len, &bad);
+        else if (!token_is(buf, info->user_off, info->user_len, "null"))
+            bad = 2;
+    }
     if (bad < 0) {
         info->error = "out of memory";
         body_info_free(info);

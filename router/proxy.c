@@ -1159,12 +1159,25 @@ static void on_done(upstream_xfer_t *x, CURLcode rc)
     attempt_finished(p, rc);
 }
 
+static void client_left(proxy_req_t *p);
+
 /* Drops a client that stopped reading (its connection is freed; on_client_close
  * then cancels the attempt). */
 static void drop_stalled_client(proxy_req_t *p)
 {
     log_warn("event=client_stalled request_id=%s stalled_ms=%lld reason=%s", p->request_id,
              now_ms() - p->paused_at_ms, p->hold_full ? "hold_limit" : "stall_timeout");
+    if (p->kind == CLIENT_WS) {
+        /* No evhttp connection: the chat leaves its WebSocket, which is closed. */
+        ws_conn_t *ws = p->ws;
+        if (ws) {
+            ws_chat_finished(ws, p);
+            p->ws = NULL;
+            ws_close_slow(ws);
+        }
+        client_left(p);
+        return;
+    }
     evhttp_connection_free(p->evcon);
 }
 
@@ -1277,6 +1290,7 @@ static void client_caught_up(proxy_req_t *p)
     if (!p->paused || p->client_done)
         return;
     p->paused = 0;
+    p->hold_full = 0;
     if (p->held) {
         p->held = 0;
         return;
@@ -1731,7 +1745,12 @@ static int start_attempt(proxy_req_t *p, int role)
     evhttp_clear_headers(&p->up_headers);
     evbuffer_drain(p->buf, evbuffer_get_length(p->buf));
 
-    CURL *e = upstream_easy_get(p->w->up, p->stream_req);
+    /* The small receive buffer only where it costs no reads: over HTTP/2 libcurl reads
+     * the connection into a buffer of its own and copies each stream's bytes; over
+     * HTTP/1.1 a burst of events would take four reads instead of one. */
+    int may_multiplex = strncasecmp(pv->base_url, "https://", 8) == 0 &&
+                        pv->http_version != CONFIG_HTTP_1_1;
+    CURL *e = upstream_easy_get(p->w->up, p->stream_req && may_multiplex);
     if (!e)
         return -1;
     p->xfer.easy = e;

@@ -33,7 +33,8 @@ typedef struct {
     struct event ev;
     upstream_t *u;
     short kind;        /* EV_READ | EV_WRITE of the pending event; 0 = not pending */
-    unsigned ours : 1; /* opened by open_socket: its close reaches close_socket */
+    unsigned ours : 1;      /* opened by open_socket */
+    unsigned confirmed : 1; /* ... and connected: its close reaches close_socket */
     unsigned idle : 1; /* libcurl stopped watching; the read registration stays */
 } sock_watch_t;
 
@@ -159,7 +160,7 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
         return 0;
     }
     if (timeout_ms == 0 && u->in_callback == 0) {
-        /* Asked from our own call (an add or a resume), not from inside an action:
+        /* Asked from our own call (an add or a cancel), not from inside an action:
          * run it once the current libevent callback returns, in this same loop pass,
          * instead of a zero timeout that costs another epoll_wait per request. From
          * inside an action it stays a timer, so I/O is polled between repeated asks. */
@@ -174,8 +175,12 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 
 /* libcurl stops watching a connection socket after every transfer and watches it
  * again when the next transfer reuses it: an epoll_ctl DEL and ADD per request.
- * A socket we opened keeps its read registration while idle instead; its close is
- * seen by close_socket, so the registration never outlives the descriptor. */
+ * A connection's socket keeps its read registration while idle instead; its close is
+ * seen by close_socket, so the registration never outlives the descriptor. libcurl
+ * 7.88 closes a socket that never connected (a happy-eyeballs loser, a connect given
+ * up) without that callback, and asks to read a socket only once it is connected
+ * (cf-socket.c): so "ours and asked to read" is the test. Every other socket (those,
+ * the resolver's) is forgotten at its REMOVE. */
 static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)easy;
@@ -185,21 +190,18 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     if (what == CURL_POLL_REMOVE) {
         if (!w)
             return 0;
-        if (w->ours && w->kind == EV_READ) {
+        if (w->ours && w->confirmed && w->kind == EV_READ) {
             w->idle = 1;
             return 0;
         }
-        if (!w->ours) {
-            watch_drop(u, s);
-            return 0;
-        }
-        if (w->kind)
-            event_del(&w->ev);
-        w->kind = 0;
+        /* Anything else may be closed without close_socket: forget it entirely. */
+        watch_drop(u, s);
         return 0;
     }
     if (!w && !(w = watch_make(u, s)))
         return -1;
+    if (what & CURL_POLL_IN)
+        w->confirmed = w->ours;
     short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
     w->idle = 0;
     if (w->kind == kind)
@@ -303,13 +305,13 @@ void upstream_free(upstream_t *u)
 
 /* Receive buffer sizes. libcurl allocates one per running transfer (size + 1 bytes):
  * 1279 fills mimalloc's 1280-byte class, and SSE events are far smaller, so a stream
- * costs 1.3 KB instead of 5 KB (libcurl's default is 16 KiB); a buffered answer reads
- * in 4 KiB pieces. libcurl frees the buffer when a transfer ends, so a pooled handle
- * takes either size. */
+ * over HTTP/2 costs 1.3 KB instead of 5 KB (libcurl's default is 16 KiB); everything
+ * else reads in 4 KiB pieces. libcurl frees the buffer when a transfer ends, so a
+ * pooled handle takes either size. */
 #define BUFFER_STREAM 1279L
 #define BUFFER_BODY 4096L
 
-static void set_fixed_options(CURL *e, int stream)
+static void set_fixed_options(CURL *e, int small)
 {
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -317,10 +319,10 @@ static void set_fixed_options(CURL *e, int stream)
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, stream ? BUFFER_STREAM : BUFFER_BODY);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, small ? BUFFER_STREAM : BUFFER_BODY);
 }
 
-CURL *upstream_easy_get(upstream_t *u, int stream)
+CURL *upstream_easy_get(upstream_t *u, int small)
 {
     CURL *e;
     if (u->n_pool > 0) {
@@ -333,7 +335,7 @@ CURL *upstream_easy_get(upstream_t *u, int stream)
         if (u->share)
             curl_easy_setopt(e, CURLOPT_SHARE, u->share);
     }
-    set_fixed_options(e, stream);
+    set_fixed_options(e, small);
     if (u->no_proxy_env) {
         curl_easy_setopt(e, CURLOPT_PROXY, "");
         curl_easy_setopt(e, CURLOPT_NOPROXY, "");

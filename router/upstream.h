@@ -33,8 +33,8 @@ upstream_t *upstream_new(struct event_base *base);
 void upstream_free(upstream_t *u); /* transfers must have been cancelled */
 
 /* An easy handle from the pool (reset, CURLOPT_NOSIGNAL and the fixed options set),
- * with a small receive buffer when stream (an SSE answer) is expected. */
-CURL *upstream_easy_get(upstream_t *u, int stream);
+ * with a small receive buffer when small (an SSE answer over HTTP/2) is asked. */
+CURL *upstream_easy_get(upstream_t *u, int small);
 void upstream_easy_put(upstream_t *u, CURL *easy);
 
 /* Sets easy's URL; a URL seen before on this worker is not parsed again. 0 or -1. */

@@ -238,6 +238,11 @@ static void close_with(ws_conn_t *c, uint16_t code, const char *reason)
     maybe_finish(c);
 }
 
+void ws_close_slow(ws_conn_t *c)
+{
+    close_with(c, 1013, "consumer too slow");
+}
+
 void ws_send_text(ws_conn_t *c, const char *text, size_t len)
 {
     if (c->closing)

@@ -43,6 +43,8 @@ void ws_send_text(ws_conn_t *c, const char *text, size_t len);
 size_t ws_backlog(const ws_conn_t *c);
 int ws_chat_add(ws_conn_t *c, void *chat); /* -1 when the connection has too many */
 void ws_chat_finished(ws_conn_t *c, void *chat);
+/* A client that stopped reading: closes the connection with 1013. */
+void ws_close_slow(ws_conn_t *c);
 struct evkeyvalq *ws_headers(ws_conn_t *c);
 
 /* Closes every connection of the worker (shutdown), before its evhttp is freed. */

@@ -795,3 +795,22 @@ def case_provider_closing_idle_connections():
             if r:
                 r.stop()
             prov.close()
+
+
+def case_stalled_websocket_chat_is_dropped_not_fatal():
+    # A WebSocket chat has no evhttp connection: dropping it as a stalled client must
+    # close its WebSocket (1013), not free a connection it does not have (it crashed).
+    with Stack(percentage=0, extra=policy(stall=1000), sim_opts={"chunks": 50000}) as s:
+        ws = _ws_open(s.r.port)
+        ws.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        _ws_send_text(ws, json.dumps(dict(CHAT, type="chat", id="c-slow")).encode())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "event=client_stalled" not in s.r.stderr_text():
+            time.sleep(0.1)
+        check("event=client_stalled" in s.r.stderr_text(), "stalled WebSocket chat not dropped")
+        time.sleep(0.3)
+        check(s.r.proc.poll() is None, "the router died dropping a stalled WebSocket chat")
+        st, _, _ = s.r.chat(CHAT, {"x-user-id": "after"}, timeout=10)
+        eq(st, 200, "still serving after the stalled chat")
+        ws.close()
+        print("  stalled WebSocket chat dropped (1013), router serving")
