@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #define MAX_STREAMS 128             /* per connection, as nginx announces by default */
@@ -40,7 +41,7 @@ typedef enum { S_READING, S_WAITING, S_SENDING } stream_state_t;
 
 typedef struct h2_stream {
     h2_conn_t *c;
-    struct h2_stream *prev, *next;
+    LIST_ENTRY(h2_stream) link;
     int32_t id;
     stream_state_t state;
     char path[256];
@@ -64,10 +65,10 @@ typedef struct h2_stream {
 
 struct h2_conn {
     sim_h2_t *h;
-    struct h2_conn *prev, *next;
+    LIST_ENTRY(h2_conn) link;
     struct bufferevent *bev;
     nghttp2_session *ng;
-    h2_stream_t *streams;
+    LIST_HEAD(, h2_stream) streams;
 };
 
 struct sim_h2 {
@@ -77,7 +78,7 @@ struct sim_h2 {
     struct evconnlistener *listener;
     int port;
     char *name_json;
-    h2_conn_t *conns;
+    LIST_HEAD(, h2_conn) conns;
     unsigned long long requests, conns_accepted;
 };
 
@@ -85,13 +86,7 @@ struct sim_h2 {
 
 static void stream_free(h2_stream_t *s)
 {
-    h2_conn_t *c = s->c;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        c->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    LIST_REMOVE(s, link);
     if (s->timer)
         event_free(s->timer);
     if (s->req_body)
@@ -125,10 +120,7 @@ static h2_stream_t *stream_new(h2_conn_t *c, int32_t id)
         free(s);
         return NULL;
     }
-    s->next = c->streams;
-    if (c->streams)
-        c->streams->prev = s;
-    c->streams = s;
+    LIST_INSERT_HEAD(&c->streams, s, link);
     return s;
 }
 
@@ -323,17 +315,11 @@ static void stream_request_done(h2_stream_t *s)
 
 static void conn_free(h2_conn_t *c)
 {
-    sim_h2_t *h = c->h;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        h->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    LIST_REMOVE(c, link);
     if (c->ng)
         nghttp2_session_del(c->ng);
-    while (c->streams)
-        stream_free(c->streams);
+    while (!LIST_EMPTY(&c->streams))
+        stream_free(LIST_FIRST(&c->streams));
     if (c->bev)
         bufferevent_free(c->bev);
     free(c);
@@ -508,10 +494,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     c->h = h;
-    c->next = h->conns;
-    if (h->conns)
-        h->conns->prev = c;
-    h->conns = c;
+    LIST_INIT(&c->streams);
+    LIST_INSERT_HEAD(&h->conns, c, link);
     h->conns_accepted++;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -639,8 +623,8 @@ void sim_h2_free(sim_h2_t *h)
         return;
     if (h->listener)
         evconnlistener_free(h->listener);
-    while (h->conns)
-        conn_free(h->conns);
+    while (!LIST_EMPTY(&h->conns))
+        conn_free(LIST_FIRST(&h->conns));
     if (h->tls)
         SSL_CTX_free(h->tls);
     free(h->name_json);

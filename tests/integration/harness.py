@@ -143,6 +143,28 @@ class Sim(Process):
         request("POST", self.host, self.port, "/_sim/reset")
 
 
+def read_http_request(c):
+    """One HTTP/1.1 request from socket c: (head bytes, body bytes), or (b"", b"") at EOF."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = c.recv(65536)
+        if not chunk:
+            return b"", b""
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v)
+    while len(body) < length:
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head, body
+
+
 def test_cert():
     """A self-signed certificate for 127.0.0.1 (cert, key), made once per run."""
     cert, key = tmp_path("sim-cert.pem"), tmp_path("sim-key.pem")

@@ -6,7 +6,7 @@ import socket
 import time
 
 from harness import (Router, Sim, check, eq, expected_variant, openai_error, raw_request,
-                     request, router_config, sse_events, status_of)
+                     read_http_request, request, router_config, sse_events, status_of)
 
 CHAT = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hello there"}]}
 
@@ -394,18 +394,8 @@ def case_proxy_environment_is_honoured():
                 continue
             with c:
                 c.settimeout(5)
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = c.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                head, _, rest = data.partition(b"\r\n\r\n")
+                head, _ = read_http_request(c)
                 seen.append(head.split(b"\r\n")[0].decode())
-                n = int(next((l.split(b":")[1] for l in head.split(b"\r\n")
-                              if l.lower().startswith(b"content-length:")), b"0"))
-                while len(rest) < n:
-                    rest += c.recv(65536)
                 c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close"
                           b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 

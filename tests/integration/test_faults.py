@@ -13,7 +13,7 @@ import threading
 import time
 
 from harness import (Router, Sim, TestFailure, check, eq, open_idle, openai_error,
-                     router_config, sse_events)
+                     read_http_request, router_config, sse_events)
 
 CHAT = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hello"}]}
 
@@ -740,21 +740,10 @@ class _ClosingProvider:
 
     def _one(self, c):
         c.settimeout(5)
-        data = b""
         try:
-            while b"\r\n\r\n" not in data:
-                chunk = c.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            head, _, rest = data.partition(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                k, _, v = line.partition(b":")
-                if k.strip().lower() == b"content-length":
-                    length = int(v)
-            while len(rest) < length:
-                rest += c.recv(65536)
+            head, _ = read_http_request(c)
+            if not head:
+                return
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                       + str(len(self.BODY)).encode() + b"\r\n\r\n" + self.BODY)
             time.sleep(self.close_ms / 1000)
