@@ -368,8 +368,17 @@ static struct evhttp_request *take_req(proxy_req_t *p);
 static void end_client(proxy_req_t *p)
 {
     struct evhttp_request *req = take_req(p);
-    if (req)
-        evhttp_send_reply_end(req);
+    if (!req)
+        return;
+    if (p->evcon) {
+        /* A stream lifted the connection's timeout to its own length; the connection
+         * goes back to client_timeout_ms: as a keep-alive connection, and for a client
+         * that still has not read the end of its stream. */
+        long ms = p->cfg->limits.client_timeout_ms;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+        evhttp_connection_set_timeout_tv(p->evcon, &tv);
+    }
+    evhttp_send_reply_end(req);
 }
 
 static void on_heartbeat(evutil_socket_t fd, short what, void *arg)

@@ -432,3 +432,44 @@ def case_proxy_environment_is_honoured():
         ls.close()
         for p in reversed(procs):
             p.stop()
+
+
+def case_connection_after_a_stream_gets_the_client_timeout_again():
+    # A stream lifts its connection's timeout to the stream's length (an SSE client sends
+    # nothing); when it ends, an idle keep-alive connection must again be closed after
+    # limits.client_timeout_ms, not an hour later.
+    procs = []
+    try:
+        o = Sim("original")
+        procs.append(o)
+        n = Sim("new")
+        procs.append(n)
+        r = Router(router_config(o, n, percentage=0, extra="limits: { client_timeout_ms: 1000 }"))
+        procs.append(r)
+        body = json.dumps(dict(CHAT, stream=True))
+        s = socket.create_connection(("127.0.0.1", r.port))
+        s.settimeout(5)
+        s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                   f"{body}").encode())
+        data = b""
+        while b"data: [DONE]" not in data:
+            chunk = s.recv(65536)
+            check(chunk, "connection closed before the stream ended")
+            data += chunk
+        t0 = time.monotonic()
+        s.settimeout(4)
+        try:
+            while s.recv(65536):
+                pass
+            closed_after = time.monotonic() - t0
+        except socket.timeout:
+            closed_after = None
+        s.close()
+        check(closed_after is not None and closed_after < 3,
+              f"idle keep-alive connection after a stream not closed within 3 s ({closed_after})")
+        print(f"  idle connection closed {closed_after:.2f} s after its stream ended "
+              "(client_timeout_ms 1000)")
+    finally:
+        for p in reversed(procs):
+            p.stop()
