@@ -34,8 +34,8 @@ void fmt_i64(fmtbuf_t *b, int64_t v);
  * zero; what printf("%.*f") prints for the values we log (latencies in ms), without
  * its exact-decimal rounding of ties. Non-finite values print as null. */
 void fmt_fixed(fmtbuf_t *b, double v, int decimals);
-/* The shortest %.17g: every bit of a double, so sums over the log equal the metrics
- * (this one still uses snprintf; a cost is three of them a line). */
+/* Exactly what printf("%.17g") prints: every bit of a double, so sums over the log equal
+ * the metrics. Computed without printf for 1e-11 <= |v| < 1e16, printf otherwise. */
 void fmt_g17(fmtbuf_t *b, double v);
 /* ISO-8601 UTC with milliseconds, e.g. 2026-11-27T13:24:20.922Z. */
 void fmt_iso_ms(fmtbuf_t *b, int64_t sec, long nsec);

@@ -92,6 +92,56 @@ static void test_g17_and_time(void **state)
     assert_string_equal(got, "0.00016799999999999999 2026-11-27T13:34:20.922Z");
 }
 
+static void expect_g17(double v)
+{
+    char want[64], got[64];
+    snprintf(want, sizeof want, "%.17g", v);
+    fmtbuf_t b;
+    fmt_init(&b, got, sizeof got);
+    fmt_g17(&b, v);
+    assert_true(fmt_cstr(&b));
+    if (strcmp(got, want) != 0)
+        fail_msg("%a: fmt_g17 %s, printf %s", v, got, want);
+}
+
+/* The fast path must be printf, digit for digit: costs are summed from the log. */
+static void test_g17_matches_printf(void **state)
+{
+    (void)state;
+    static const double fixed[] = {0.0,    -0.0,   1.0,    0.5,    0.125,  1e-11,  1e-5,
+                                   1e-4,   0.0001, 9.999999999999999e-5, 1e15, 9.999999999999998e15,
+                                   1e16,   0.1,    0.3,    2.5e-7, 123456.789, 0.00054,
+                                   1e-12,  5e-324, 1e308, 1.7976931348623157e308};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        expect_g17(fixed[i]);
+        expect_g17(-fixed[i]);
+    }
+    /* Every power of ten and its neighbours, where the decimal exponent is decided. */
+    for (int p = -13; p <= 17; p++) {
+        double x = pow(10, p);
+        expect_g17(x);
+        expect_g17(nextafter(x, 0));
+        expect_g17(nextafter(x, INFINITY));
+    }
+    /* Costs as the router computes them: tokens x price per million. */
+    uint64_t r = 0x9e3779b97f4a7c15ULL;
+    for (int i = 0; i < 300000; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        long tokens = (long)(r % 2000000);
+        double price = (double)((r >> 24) % 20000) / 100.0;
+        expect_g17((double)tokens * price / 1e6);
+        expect_g17((double)tokens * price / 1e6 + (double)(r % 977) * 8.0 / 1e6);
+    }
+    /* Any double of the fast path's range, by its bits. */
+    for (int i = 0; i < 1000000; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        uint64_t bits = (r & 0x800fffffffffffffULL) | ((uint64_t)(985 + r % 90) << 52);
+        double x;
+        memcpy(&x, &bits, sizeof x);
+        expect_g17(x);
+    }
+}
+
 static void test_overflow_is_sticky(void **state)
 {
     (void)state;
@@ -117,6 +167,7 @@ int main(void)
         cmocka_unit_test(test_integers_match_printf),
         cmocka_unit_test(test_fixed_matches_printf_off_ties),
         cmocka_unit_test(test_g17_and_time),
+        cmocka_unit_test(test_g17_matches_printf),
         cmocka_unit_test(test_overflow_is_sticky),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
