@@ -6,7 +6,7 @@
 #   make bench-smoke    the same driver with tiny durations and pass/fail checks (< 60 s);
 #                       writes $(BUILD)/bench-smoke-results.txt ("P F")
 #   make bench-profile  perf record on switchyard under a 50-connection load
-#   make bench-deps     installs Debian's nginx and wrk when missing
+#   make bench-deps     installs what is missing: the build's libraries (make deps), nginx, wrk, openssl
 #
 # Knobs (environment): BENCH_SECONDS, BENCH_ROUNDS, BENCH_WARMUP, BENCH_CASES,
 # BENCH_STREAMS, BENCH_STREAM_SECONDS, BENCH_SY_NOFILE, BENCH_PERF_SECONDS; see
