@@ -157,13 +157,6 @@ static int scan_top_level(const char *s, size_t n, body_info_t *info)
 
 #define MAX_DEPTH 1000 /* cJSON's nesting limit, so nothing it took is refused for depth */
 
-static size_t ws_strict(const unsigned char *s, size_t i, size_t n)
-{
-    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-        i++;
-    return i;
-}
-
 static int hex4(const unsigned char *s, size_t i, size_t n, unsigned *out)
 {
     unsigned v = 0;
@@ -267,10 +260,10 @@ static int valid_key(const unsigned char *s, size_t *i, size_t n)
 {
     if (*i >= n || s[*i] != '"' || !valid_string(s, i, n))
         return 0;
-    *i = ws_strict(s, *i, n);
+    *i = skip_ws((const char *)s, *i, n);
     if (*i >= n || s[*i] != ':')
         return 0;
-    *i = ws_strict(s, *i + 1, n);
+    *i = skip_ws((const char *)s, *i + 1, n);
     return 1;
 }
 
@@ -279,7 +272,7 @@ static int json_valid(const unsigned char *s, size_t n)
 {
     unsigned char stack[MAX_DEPTH]; /* '{' or '[' per open level */
     size_t depth = 0;
-    size_t i = ws_strict(s, 0, n);
+    size_t i = skip_ws((const char *)s, 0, n);
     for (;;) {
         if (i >= n)
             return 0;
@@ -289,7 +282,7 @@ static int json_valid(const unsigned char *s, size_t n)
             if (depth == MAX_DEPTH)
                 return 0;
             stack[depth++] = c;
-            i = ws_strict(s, i + 1, n);
+            i = skip_ws((const char *)s, i + 1, n);
             if (i < n && s[i] == (c == '{' ? '}' : ']')) {
                 depth--;
                 i++;
@@ -316,14 +309,14 @@ static int json_valid(const unsigned char *s, size_t n)
         }
         /* After a value: the end, a comma, or closing brackets. */
         for (;;) {
-            i = ws_strict(s, i, n);
+            i = skip_ws((const char *)s, i, n);
             if (depth == 0)
                 return i == n;
             if (i >= n)
                 return 0;
             unsigned char open = stack[depth - 1];
             if (s[i] == ',') {
-                i = ws_strict(s, i + 1, n);
+                i = skip_ws((const char *)s, i + 1, n);
                 if (open == '{' && !valid_key(s, &i, n))
                     return 0;
                 break;

@@ -672,3 +672,73 @@ void sim_api_status_error(sim_error_t *e, int status, const char *name, const ch
         break;
     }
 }
+
+#define CREATED_BASE 1735689600L /* 2025-01-01; created = base + request number */
+
+int sim_api_plan(const sim_request_t *r, struct evbuffer *out, sim_plan_t *plan)
+{
+    sim_error_t err;
+    sim_rng_t rng;
+    sim_rng_init(&rng, r->seed, SIM_STREAM_ERROR, r->n);
+    double draw = sim_rng_unit(&rng);
+    memset(plan, 0, sizeof(*plan));
+    plan->retry_after = -1;
+    err.status = 0;
+
+    if (r->pre && r->pre->status) {
+        err = *r->pre;
+    } else if (r->fault_status) {
+        sim_api_status_error(&err, r->fault_status, r->name, "x-sim-fault");
+    } else if (draw < r->error_rate) {
+        sim_api_status_error(&err, r->error_status, r->name, "--error-rate");
+    } else if (r->ep == SIM_EP_NONE) {
+        sim_error_set(&err, 404, "invalid_request_error", NULL, "unknown_url",
+                      "Invalid URL (%s %.200s)", r->method, r->path);
+    } else if (r->ep == SIM_EP_MODELS) {
+        plan->status = 200;
+        if (r->models_body)
+            return evbuffer_add_reference(out, r->models_body, r->models_len, NULL, NULL);
+        return sim_api_models(out, r->name_json);
+    } else if (r->ep == SIM_EP_MODEL) {
+        int rc = sim_api_model(out, r->path + 11, r->name_json);
+        if (rc <= 0) {
+            plan->status = 200;
+            return rc;
+        }
+        sim_error_set(&err, 404, "invalid_request_error", "model", "model_not_found",
+                      "The model '%.200s' does not exist", r->path + 11);
+    } else {
+        sim_call_t call;
+        if (sim_api_parse(r->ep, r->body ? r->body : "", &call, &err) == 0) {
+            sim_answer_t a = {.n = r->n,
+                              .seed = r->seed,
+                              .created = CREATED_BASE + (long)r->n,
+                              .fingerprint_json = r->name_json,
+                              .pieces = r->pieces};
+            int rc;
+            if (call.max_tokens > 0 && call.max_tokens < a.pieces)
+                a.pieces = call.max_tokens;
+            plan->status = 200;
+            plan->is_stream = call.stream;
+            if (call.stream) {
+                a.usage = !r->no_usage && (call.include_usage || r->ep == SIM_EP_RESPONSES);
+                plan->events = malloc(sim_api_stream_cap(a.pieces) * sizeof(*plan->events));
+                plan->n_events =
+                    plan->events ? sim_api_stream(r->ep, &call, &a, out, plan->events) : -1;
+                rc = plan->n_events < 0 ? -1 : 0;
+            } else {
+                a.usage = !r->no_usage;
+                rc = sim_api_body(r->ep, &call, &a, out);
+            }
+            sim_call_free(&call);
+            return rc;
+        }
+    }
+    if (err.status == 429)
+        plan->retry_after = r->fault_retry_after >= 0 ? r->fault_retry_after : 1;
+    else if (r->fault_retry_after >= 0)
+        plan->retry_after = r->fault_retry_after;
+    plan->status = err.status;
+    plan->is_stream = 0;
+    return sim_api_error(out, &err);
+}

@@ -103,6 +103,40 @@ size_t sim_api_stream_cap(long pieces);
 long sim_api_stream(sim_endpoint_t ep, const sim_call_t *c, const sim_answer_t *a,
                     struct evbuffer *out, sim_event_t *events);
 
+/* One /v1 request's answer, decided the same way on the HTTP/1.1 and HTTP/2 sides. */
+typedef struct {
+    sim_endpoint_t ep;
+    const char *method;   /* for the 404 text */
+    const char *path;     /* without the query */
+    const char *body;     /* NUL-terminated request body (POST endpoints) */
+    uint64_t n;           /* request number */
+    uint64_t seed;
+    long pieces;          /* --chunks */
+    double error_rate;    /* --error-rate, with error_status */
+    int error_status;
+    const char *name;     /* --name, and quoted for JSON */
+    const char *name_json;
+    const char *models_body; /* GET /v1/models formatted once by the caller, or NULL */
+    size_t models_len;
+    const sim_error_t *pre; /* an error the caller already decided (fault script, auth,
+                               size), or NULL */
+    int fault_status;       /* x-sim-fault status=, 0 = none */
+    int fault_retry_after;  /* x-sim-fault retry_after=, -1 = none */
+    int no_usage;           /* x-sim-fault no_usage */
+} sim_request_t;
+
+typedef struct {
+    int status;
+    int is_stream;
+    int retry_after; /* -1: no Retry-After */
+    sim_event_t *events; /* streams: malloc'd, the caller frees */
+    long n_events;
+} sim_plan_t;
+
+/* Fills out (the body or the whole stream) and *plan for r. Returns 0, or -1 when
+ * nothing could be built (out of memory). */
+int sim_api_plan(const sim_request_t *r, struct evbuffer *out, sim_plan_t *plan);
+
 /* The error body {"error":{...}} for e. */
 int sim_api_error(struct evbuffer *out, const sim_error_t *e);
 

@@ -33,7 +33,6 @@
 
 #define MAX_STREAMS 128             /* per connection, as nginx announces by default */
 #define MAX_BODY (8 * 1024 * 1024)  /* a request body above this is answered 413 */
-#define CREATED_BASE 1735689600L    /* as server.c: created = base + request number */
 
 typedef struct h2_conn h2_conn_t;
 
@@ -52,13 +51,10 @@ typedef struct h2_stream {
     struct evbuffer *req_body;
     struct evbuffer *body; /* the answer not yet released to nghttp2 */
     struct evbuffer *out;  /* released: nghttp2 reads it as DATA */
-    sim_event_t *events;
-    long n_events, next_event;
+    long next_event;
     size_t released; /* bytes of the answer moved to out */
     int eof;         /* the whole answer is in out */
-    int is_stream;
-    int status;
-    int retry_after;
+    sim_plan_t plan; /* status, stream or not, Retry-After, the stream's events */
     uint64_t n;
     struct event *timer;
 } h2_stream_t;
@@ -95,7 +91,7 @@ static void stream_free(h2_stream_t *s)
         evbuffer_free(s->body);
     if (s->out)
         evbuffer_free(s->out);
-    free(s->events);
+    free(s->plan.events);
     free(s);
 }
 
@@ -106,21 +102,14 @@ static h2_stream_t *stream_new(h2_conn_t *c, int32_t id)
         return NULL;
     s->c = c;
     s->id = id;
-    s->retry_after = -1;
+    LIST_INSERT_HEAD(&c->streams, s, link);
     s->req_body = evbuffer_new();
     s->body = evbuffer_new();
     s->out = evbuffer_new();
     if (!s->req_body || !s->body || !s->out) {
-        if (s->req_body)
-            evbuffer_free(s->req_body);
-        if (s->body)
-            evbuffer_free(s->body);
-        if (s->out)
-            evbuffer_free(s->out);
-        free(s);
+        stream_free(s);
         return NULL;
     }
-    LIST_INSERT_HEAD(&c->streams, s, link);
     return s;
 }
 
@@ -149,8 +138,8 @@ static void on_stream_timer(evutil_socket_t fd, short what, void *arg);
 static int stream_pump(h2_stream_t *s, int due)
 {
     const sim_config_t *cfg = s->c->h->cfg;
-    while (s->next_event < s->n_events) {
-        int kind = s->events[s->next_event].kind;
+    while (s->next_event < s->plan.n_events) {
+        int kind = s->plan.events[s->next_event].kind;
         long d = kind == SIM_EV_FIRST ? cfg->ttft_ms : kind == SIM_EV_NEXT ? cfg->chunk_ms : 0;
         if (d > 0 && !due) {
             struct timeval tv = {d / 1000, (d % 1000) * 1000};
@@ -161,7 +150,7 @@ static int stream_pump(h2_stream_t *s, int due)
             return 0;
         }
         due = 0;
-        size_t len = s->events[s->next_event].end - s->released;
+        size_t len = s->plan.events[s->next_event].end - s->released;
         evbuffer_remove_buffer(s->body, s->out, len);
         s->released += len;
         s->next_event++;
@@ -180,14 +169,14 @@ static int submit_headers(h2_stream_t *s)
 #define NV(k, v)                                                                               \
     nv[n++] = (nghttp2_nv){(uint8_t *)(k), (uint8_t *)(v), sizeof(k) - 1, strlen(v),           \
                            NGHTTP2_NV_FLAG_NO_COPY_NAME}
-    snprintf(status, sizeof(status), "%d", s->status);
+    snprintf(status, sizeof(status), "%d", s->plan.status);
     snprintf(count, sizeof(count), "%llu", (unsigned long long)s->n);
     snprintf(id, sizeof(id), "req-sim-%llu", (unsigned long long)s->n);
     NV(":status", status);
     NV("x-sim-provider", h->cfg->name);
     NV("x-sim-request-count", count);
     NV("x-request-id", id);
-    if (s->is_stream) {
+    if (s->plan.is_stream) {
         NV("content-type", "text/event-stream");
         NV("cache-control", "no-cache");
     } else {
@@ -195,8 +184,8 @@ static int submit_headers(h2_stream_t *s)
         NV("content-type", "application/json");
         NV("content-length", length);
     }
-    if (s->retry_after >= 0) {
-        snprintf(retry, sizeof(retry), "%d", s->retry_after);
+    if (s->plan.retry_after >= 0) {
+        snprintf(retry, sizeof(retry), "%d", s->plan.retry_after);
         NV("retry-after", retry);
     }
 #undef NV
@@ -208,7 +197,7 @@ static int submit_headers(h2_stream_t *s)
 /* After submit_headers (which measured the body): the body at once, or the stream paced. */
 static int stream_start_reply(h2_stream_t *s)
 {
-    if (!s->is_stream) {
+    if (!s->plan.is_stream) {
         evbuffer_add_buffer(s->out, s->body);
         s->eof = 1;
         return 0;
@@ -220,74 +209,36 @@ static int plan_answer(h2_stream_t *s)
 {
     sim_h2_t *h = s->c->h;
     const sim_config_t *cfg = h->cfg;
-    sim_endpoint_t ep = sim_api_route(s->path, s->is_post);
-    sim_error_t err = {0};
-    sim_rng_t r;
+    sim_error_t pre = {0};
     s->n = ++h->requests;
-    sim_rng_init(&r, cfg->seed, SIM_STREAM_ERROR, s->n);
-    double draw = sim_rng_unit(&r);
-
-    if (s->has_fault) {
-        sim_error_set(&err, 400, "invalid_request_error", NULL, "invalid_sim_fault",
+    if (s->has_fault)
+        sim_error_set(&pre, 400, "invalid_request_error", NULL, "invalid_sim_fault",
                       "x-sim-fault is served over HTTP/1.1 only, not on the HTTP/2 port");
-    } else if (!s->auth_ok) {
-        sim_error_set(&err, 401, "invalid_request_error", NULL, "invalid_api_key",
+    else if (!s->auth_ok)
+        sim_error_set(&pre, 401, "invalid_request_error", NULL, "invalid_api_key",
                       "Incorrect API key provided");
-    } else if (s->too_big) {
-        sim_error_set(&err, 413, "invalid_request_error", NULL, "request_too_large",
+    else if (s->too_big)
+        sim_error_set(&pre, 413, "invalid_request_error", NULL, "request_too_large",
                       "Request body above %d bytes", MAX_BODY);
-    } else if (draw < cfg->error_rate) {
-        sim_api_status_error(&err, cfg->error_status, cfg->name, "--error-rate");
-    } else if (ep == SIM_EP_NONE) {
-        sim_error_set(&err, 404, "invalid_request_error", NULL, "unknown_url",
-                      "Invalid URL (%s %.200s)", s->is_post ? "POST" : "GET", s->path);
-    } else if (ep == SIM_EP_MODELS) {
-        s->status = 200;
-        return sim_api_models(s->body, h->name_json);
-    } else if (ep == SIM_EP_MODEL) {
-        int rc = sim_api_model(s->body, s->path + 11, h->name_json);
-        if (rc <= 0) {
-            s->status = 200;
-            return rc;
-        }
-        sim_error_set(&err, 404, "invalid_request_error", "model", "model_not_found",
-                      "The model '%.200s' does not exist", s->path + 11);
-    } else {
-        sim_call_t call;
-        if (evbuffer_add(s->req_body, "", 1) < 0)
-            return -1;
-        const char *body = (const char *)evbuffer_pullup(s->req_body, -1);
-        if (body && sim_api_parse(ep, body, &call, &err) == 0) {
-            sim_answer_t a = {.n = s->n,
-                              .seed = cfg->seed,
-                              .created = CREATED_BASE + (long)s->n,
-                              .fingerprint_json = h->name_json,
-                              .pieces = cfg->chunks};
-            if (call.max_tokens > 0 && call.max_tokens < a.pieces)
-                a.pieces = call.max_tokens;
-            int rc;
-            s->status = 200;
-            s->is_stream = call.stream;
-            if (call.stream) {
-                a.usage = call.include_usage || ep == SIM_EP_RESPONSES;
-                s->events = malloc(sim_api_stream_cap(a.pieces) * sizeof(*s->events));
-                s->n_events = s->events ? sim_api_stream(ep, &call, &a, s->body, s->events) : -1;
-                rc = s->n_events < 0 ? -1 : 0;
-            } else {
-                a.usage = 1;
-                rc = sim_api_body(ep, &call, &a, s->body);
-            }
-            sim_call_free(&call);
-            return rc;
-        }
-        if (!body)
-            return -1;
-    }
-    if (err.status == 429)
-        s->retry_after = 1;
-    s->status = err.status;
-    s->is_stream = 0;
-    return sim_api_error(s->body, &err);
+    if (evbuffer_add(s->req_body, "", 1) < 0)
+        return -1;
+    const char *body = (const char *)evbuffer_pullup(s->req_body, -1);
+    if (!body)
+        return -1;
+    sim_request_t r = {.ep = sim_api_route(s->path, s->is_post),
+                       .method = s->is_post ? "POST" : "GET",
+                       .path = s->path,
+                       .body = body,
+                       .n = s->n,
+                       .seed = cfg->seed,
+                       .pieces = cfg->chunks,
+                       .error_rate = cfg->error_rate,
+                       .error_status = cfg->error_status,
+                       .name = cfg->name,
+                       .name_json = h->name_json,
+                       .pre = &pre,
+                       .fault_retry_after = -1};
+    return sim_api_plan(&r, s->body, &s->plan);
 }
 
 /* The request is complete (END_STREAM): decide, then answer now or after --latency-ms.

@@ -46,7 +46,6 @@
 #include <time.h>
 
 #define LOG_CAP 50
-#define CREATED_BASE 1735689600L /* 2025-01-01; created = base + request number */
 #define FLUSH_POLL_MAX 2000      /* 1 ms polls before a reset goes ahead anyway */
 #define LISTEN_BACKLOG 4096
 
@@ -111,13 +110,10 @@ typedef struct {
     req_state_t state;
     int userdone;       /* evhttp_send_reply / _end called: evhttp frees req */
     int stream_started; /* counted in streams_started */
-    int status;
-    int is_stream;
-    int retry_after; /* -1 = no Retry-After */
+    sim_plan_t plan; /* status, stream or not, Retry-After, the stream's events */
     sim_fault_t fault;
     struct evbuffer *body; /* the whole body, or the whole stream */
-    sim_event_t *events;
-    long n_events, next_event;
+    long next_event;
     size_t sent;
     int flush_polls;
 } sim_req_t;
@@ -385,7 +381,7 @@ static void sreq_free(sim_req_t *s)
         event_free(s->watch);
     if (s->body)
         evbuffer_free(s->body);
-    free(s->events);
+    free(s->plan.events);
     s->srv->active--;
     free(s);
 }
@@ -496,7 +492,7 @@ static void sreq_begin_flush(sim_req_t *s)
 static void sreq_pump(sim_req_t *s, int due)
 {
     sim_server_t *srv = s->srv;
-    long limit = s->n_events;
+    long limit = s->plan.n_events;
     int resetting = s->fault.reset_after >= 0;
 
     if (resetting && s->fault.reset_after < limit)
@@ -505,7 +501,7 @@ static void sreq_pump(sim_req_t *s, int due)
     if (stalling)
         limit = s->fault.stall_after;
     while (s->next_event < limit) {
-        int kind = s->events[s->next_event].kind;
+        int kind = s->plan.events[s->next_event].kind;
         long d = kind == SIM_EV_FIRST  ? srv->cfg.ttft_ms
                  : kind == SIM_EV_NEXT ? srv->cfg.chunk_ms
                                        : 0;
@@ -520,14 +516,14 @@ static void sreq_pump(sim_req_t *s, int due)
             return;
         }
         due = 0;
-        len = s->events[s->next_event].end - s->sent;
+        len = s->plan.events[s->next_event].end - s->sent;
         evbuffer_remove_buffer(s->body, srv->scratch, len);
         s->sent += len;
         s->next_event++;
     }
     /* Without a timer the rest goes in one piece. */
     while (s->next_event < limit) {
-        size_t len = s->events[s->next_event].end - s->sent;
+        size_t len = s->plan.events[s->next_event].end - s->sent;
         evbuffer_remove_buffer(s->body, srv->scratch, len);
         s->sent += len;
         s->next_event++;
@@ -564,11 +560,11 @@ static void sreq_start_reply(sim_req_t *s)
         sreq_close_connection(s);
         return;
     }
-    if (s->retry_after >= 0) {
-        snprintf(num, sizeof(num), "%d", s->retry_after);
+    if (s->plan.retry_after >= 0) {
+        snprintf(num, sizeof(num), "%d", s->plan.retry_after);
         evhttp_add_header(out, "Retry-After", num);
     }
-    if (s->is_stream) {
+    if (s->plan.is_stream) {
         evhttp_add_header(out, "Content-Type", "text/event-stream");
         evhttp_add_header(out, "Cache-Control", "no-cache");
         evhttp_send_reply_start(s->req, 200, NULL);
@@ -588,7 +584,7 @@ static void sreq_start_reply(sim_req_t *s)
         /* The full length is announced, so the client knows the body was cut short. */
         snprintf(num, sizeof(num), "%zu", len);
         evhttp_add_header(out, "Content-Length", num);
-        evhttp_send_reply_start(s->req, s->status, reason(s->status));
+        evhttp_send_reply_start(s->req, s->plan.status, reason(s->plan.status));
         if (s->fault.hang_after) {
             s->state = ST_HANG;
             return;
@@ -602,7 +598,7 @@ static void sreq_start_reply(sim_req_t *s)
     }
     s->state = ST_DONE;
     s->userdone = 1;
-    evhttp_send_reply(s->req, s->status, reason(s->status), s->body);
+    evhttp_send_reply(s->req, s->plan.status, reason(s->plan.status), s->body);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -665,7 +661,7 @@ static int auth_ok(const sim_server_t *srv, struct evhttp_request *req)
 }
 
 /*
- * Decides the answer: fills s->status and s->body (or the stream), and the
+ * Decides the answer: fills s->plan.status and s->body (or the stream), and the
  * faults. Returns 0, or -1 when nothing could be built (out of memory).
  */
 static int sreq_plan(sim_req_t *s, uint64_t n, const char *path, const char *body)
@@ -674,80 +670,36 @@ static int sreq_plan(sim_req_t *s, uint64_t n, const char *path, const char *bod
     struct evhttp_request *req = s->req;
     const char *fh = evhttp_find_header(evhttp_request_get_input_headers(req), "x-sim-fault");
     int is_post = evhttp_request_get_command(req) == EVHTTP_REQ_POST;
-    sim_endpoint_t ep = sim_api_route(path, is_post);
-    sim_error_t err;
-    sim_rng_t r;
-    double draw;
+    sim_error_t pre = {0};
     char why[480];
 
-    sim_rng_init(&r, srv->cfg.seed, SIM_STREAM_ERROR, n);
-    draw = sim_rng_unit(&r);
-    err.status = 0;
-    s->retry_after = -1;
     s->body = evbuffer_new();
     if (!s->body)
         return -1;
-
     if (sim_fault_parse(fh, srv->cfg.name, &s->fault, why, sizeof(why)) < 0) {
-        sim_error_set(&err, 400, "invalid_request_error", NULL, "invalid_sim_fault", "%s", why);
+        sim_error_set(&pre, 400, "invalid_request_error", NULL, "invalid_sim_fault", "%s", why);
     } else if (!auth_ok(srv, req)) {
-        sim_error_set(&err, 401, "invalid_request_error", NULL, "invalid_api_key",
+        sim_error_set(&pre, 401, "invalid_request_error", NULL, "invalid_api_key",
                       "Incorrect API key provided");
-    } else if (s->fault.status) {
-        sim_api_status_error(&err, s->fault.status, srv->cfg.name, "x-sim-fault");
-    } else if (draw < srv->cfg.error_rate) {
-        sim_api_status_error(&err, srv->cfg.error_status, srv->cfg.name, "--error-rate");
-    } else if (ep == SIM_EP_NONE) {
-        sim_error_set(&err, 404, "invalid_request_error", NULL, "unknown_url",
-                      "Invalid URL (%s %.200s)", method_name(evhttp_request_get_command(req)),
-                      path);
-    } else if (ep == SIM_EP_MODELS) {
-        s->status = 200;
-        return evbuffer_add_reference(s->body, srv->models_body, srv->models_len, NULL, NULL);
-    } else if (ep == SIM_EP_MODEL) {
-        int rc = sim_api_model(s->body, path + 11, srv->name_json);
-        if (rc < 0)
-            return -1;
-        if (rc == 0) {
-            s->status = 200;
-            return 0;
-        }
-        sim_error_set(&err, 404, "invalid_request_error", "model", "model_not_found",
-                      "The model '%.200s' does not exist", path + 11);
-    } else {
-        sim_call_t call;
-        sim_answer_t a;
-        int rc;
-        if (sim_api_parse(ep, body, &call, &err) == 0) {
-            a.n = n;
-            a.seed = srv->cfg.seed;
-            a.created = CREATED_BASE + (long)n;
-            a.fingerprint_json = srv->name_json;
-            a.pieces = srv->cfg.chunks;
-            if (call.max_tokens > 0 && call.max_tokens < a.pieces)
-                a.pieces = call.max_tokens;
-            s->status = 200;
-            s->is_stream = call.stream;
-            if (call.stream) {
-                a.usage = !s->fault.no_usage && (call.include_usage || ep == SIM_EP_RESPONSES);
-                s->events = malloc(sim_api_stream_cap(a.pieces) * sizeof(*s->events));
-                s->n_events = s->events ? sim_api_stream(ep, &call, &a, s->body, s->events) : -1;
-                rc = s->n_events < 0 ? -1 : 0;
-            } else {
-                a.usage = !s->fault.no_usage;
-                rc = sim_api_body(ep, &call, &a, s->body);
-            }
-            sim_call_free(&call);
-            return rc;
-        }
     }
-    if (err.status == 429)
-        s->retry_after = s->fault.retry_after >= 0 ? s->fault.retry_after : 1;
-    else if (s->fault.retry_after >= 0)
-        s->retry_after = s->fault.retry_after;
-    s->status = err.status;
-    s->is_stream = 0;
-    return sim_api_error(s->body, &err);
+    sim_request_t r = {.ep = sim_api_route(path, is_post),
+                       .method = method_name(evhttp_request_get_command(req)),
+                       .path = path,
+                       .body = body,
+                       .n = n,
+                       .seed = srv->cfg.seed,
+                       .pieces = srv->cfg.chunks,
+                       .error_rate = srv->cfg.error_rate,
+                       .error_status = srv->cfg.error_status,
+                       .name = srv->cfg.name,
+                       .name_json = srv->name_json,
+                       .models_body = srv->models_body,
+                       .models_len = srv->models_len,
+                       .pre = &pre,
+                       .fault_status = s->fault.status,
+                       .fault_retry_after = s->fault.retry_after,
+                       .no_usage = s->fault.no_usage};
+    return sim_api_plan(&r, s->body, &s->plan);
 }
 
 static void handle_v1(sim_server_t *srv, struct evhttp_request *req, const char *path,
@@ -781,8 +733,8 @@ static void handle_v1(sim_server_t *srv, struct evhttp_request *req, const char 
     if (sreq_plan(s, n, path, e->body) < 0) {
         sim_error_t err;
         sim_error_set(&err, 500, "server_error", NULL, NULL, "switchyard-sim: out of memory");
-        s->is_stream = 0;
-        s->status = 500;
+        s->plan.is_stream = 0;
+        s->plan.status = 500;
         if (s->body)
             evbuffer_drain(s->body, evbuffer_get_length(s->body));
         if (!s->body || sim_api_error(s->body, &err) < 0) {

@@ -12,15 +12,15 @@ CHAT = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hello ther
 
 
 @contextlib.contextmanager
-def stack(percentage=10, sim_opts=None, new_opts=None, **cfg):
-    """Two sims (original, new) and a router in front of them."""
+def stack(percentage=10, sim_opts=None, new_opts=None, env=None, **cfg):
+    """Two sims (original, new) and a router in front of them (env: the router's)."""
     procs = []
     try:
         o = Sim("original", **(sim_opts or {}))
         procs.append(o)
         n = Sim("new", **(new_opts if new_opts is not None else (sim_opts or {})))
         procs.append(n)
-        r = Router(router_config(o, n, percentage=percentage, **cfg))
+        r = Router(router_config(o, n, percentage=percentage, **cfg), env=env)
         procs.append(r)
         yield o, n, r
     finally:
@@ -402,21 +402,13 @@ def case_proxy_environment_is_honoured():
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     proxy = f"http://127.0.0.1:{ls.getsockname()[1]}"
-    procs = []
     try:
-        o = Sim("original")
-        procs.append(o)
-        n = Sim("new")
-        procs.append(n)
         for env, via in (({"http_proxy": proxy}, True),
                          ({"http_proxy": proxy, "no_proxy": "127.0.0.1"}, False),
                          ({}, False)):
             seen.clear()
-            r = Router(router_config(o, n, percentage=0), env=env)
-            try:
+            with stack(percentage=0, env=env) as (o, n, r):
                 st, _, data = r.chat(CHAT, {"x-user-id": "u1"})
-            finally:
-                r.stop()
             eq(st, 200, f"status with {env}")
             if via:
                 eq(len(seen), 1, "requests through the proxy")
@@ -430,22 +422,13 @@ def case_proxy_environment_is_honoured():
         stop.append(1)
         t.join()
         ls.close()
-        for p in reversed(procs):
-            p.stop()
 
 
 def case_connection_after_a_stream_gets_the_client_timeout_again():
     # A stream lifts its connection's timeout to the stream's length (an SSE client sends
     # nothing); when it ends, an idle keep-alive connection must again be closed after
     # limits.client_timeout_ms, not an hour later.
-    procs = []
-    try:
-        o = Sim("original")
-        procs.append(o)
-        n = Sim("new")
-        procs.append(n)
-        r = Router(router_config(o, n, percentage=0, extra="limits: { client_timeout_ms: 1000 }"))
-        procs.append(r)
+    with stack(percentage=0, extra="limits: { client_timeout_ms: 1000 }") as (o, n, r):
         body = json.dumps(dict(CHAT, stream=True))
         s = socket.create_connection(("127.0.0.1", r.port))
         s.settimeout(5)
@@ -470,6 +453,3 @@ def case_connection_after_a_stream_gets_the_client_timeout_again():
               f"idle keep-alive connection after a stream not closed within 3 s ({closed_after})")
         print(f"  idle connection closed {closed_after:.2f} s after its stream ended "
               "(client_timeout_ms 1000)")
-    finally:
-        for p in reversed(procs):
-            p.stop()
