@@ -866,8 +866,8 @@ static int local_errno(int e)
     return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
 }
 
-/* libcurl's socket(), wrapped only to keep its errno: libcurl 7.88 reports a failed
- * socket() as CURLE_COULDNT_CONNECT with no OS error, like a refused connection. */
+/* libcurl 7.88 reports a failed socket() as CURLE_COULDNT_CONNECT with no OS error, like
+ * a refused connection: upstream.c's socket callback keeps the errno (xfer.open_errno). */
 static fail_class_t classify_curl(proxy_req_t *p, CURLcode rc)
 {
     if (rc == CURLE_OUT_OF_MEMORY)
@@ -1757,9 +1757,9 @@ static int start_attempt(proxy_req_t *p, int role)
     /* The small receive buffer only where it costs no reads: over HTTP/2 libcurl reads
      * the connection into a buffer of its own and copies each stream's bytes; over
      * HTTP/1.1 a burst of events would take four reads instead of one. */
-    int may_multiplex = strncasecmp(pv->base_url, "https://", 8) == 0 &&
-                        pv->http_version != CONFIG_HTTP_1_1;
-    CURL *e = upstream_easy_get(p->w->up, p->stream_req && may_multiplex);
+    int tls = strncasecmp(pv->base_url, "https://", 8) == 0;
+    CURL *e = upstream_easy_get(p->w->up,
+                                p->stream_req && tls && pv->http_version != CONFIG_HTTP_1_1);
     if (!e)
         return -1;
     p->xfer.easy = e;
@@ -1836,7 +1836,6 @@ static int start_attempt(proxy_req_t *p, int role)
         }
     }
     }
-    int tls = strncasecmp(pv->base_url, "https://", 8) == 0;
     if (tls) {
         /* "auto" and "2" both offer h2 by ALPN; where it is agreed, a burst of requests
          * waits for the connection being opened and multiplexes on it instead of

@@ -11,6 +11,11 @@
  * upstream_cancel removes a transfer at once when called from a libevent
  * callback; called from inside a libcurl callback it must not be (DESIGN.md §6):
  * there, return CURL_WRITEFUNC_ERROR / abort instead and let on_done run.
+ *
+ * Sockets are upstream's: upstream_start sets CURLOPT_OPENSOCKETFUNCTION (its errno
+ * goes to xfer->open_errno) and CURLOPT_CLOSESOCKETFUNCTION, which keep the worker's
+ * table of libevent watches right (a connected socket stays registered while idle,
+ * see upstream.c); callers must not set those options themselves.
  */
 #ifndef SWITCHYARD_UPSTREAM_H
 #define SWITCHYARD_UPSTREAM_H
