@@ -453,3 +453,29 @@ def case_connection_after_a_stream_gets_the_client_timeout_again():
               f"idle keep-alive connection after a stream not closed within 3 s ({closed_after})")
         print(f"  idle connection closed {closed_after:.2f} s after its stream ended "
               "(client_timeout_ms 1000)")
+
+
+def case_connection_close_is_honoured_after_a_stream():
+    # A committed stream drops the headers it no longer needs (proxy.c,
+    # drop_sent_headers) but must keep "Connection": evhttp reads it when the reply ends.
+    with stack(percentage=0) as (o, n, r):
+        body = json.dumps(dict(CHAT, stream=True))
+        s = socket.create_connection(("127.0.0.1", r.port))
+        s.settimeout(5)
+        s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                   f"{body}").encode())
+        data = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            check(False, "connection still open 5 s after a Connection: close stream")
+        finally:
+            s.close()
+        check(b"data: [DONE]" in data, "stream complete")
+        check(b"\r\nConnection: close\r\n" in data.split(b"\r\n\r\n")[0] + b"\r\n",
+              "Connection: close answered")
