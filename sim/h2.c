@@ -124,7 +124,8 @@ static ssize_t read_data(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t l
     int n = evbuffer_remove(s->out, buf, len);
     if (n < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    if (evbuffer_get_length(s->out) == 0 && s->eof)
+    /* --h2-end-frame: the end goes out on a frame of its own, after the data. */
+    if (evbuffer_get_length(s->out) == 0 && s->eof && (n == 0 || !s->c->h->cfg->h2_end_frame))
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     else if (n == 0)
         return NGHTTP2_ERR_DEFERRED;

@@ -39,6 +39,8 @@ static void usage(FILE *f)
           "                    HTTP/1.1 only\n"
           "  --tls-cert FILE   PEM certificate chain for --h2-port\n"
           "  --tls-key FILE    PEM private key for --h2-port\n"
+          "  --h2-end-frame    end HTTP/2 answers with an empty DATA frame (as many proxies\n"
+          "                    do) instead of flagging the last DATA frame\n"
           "  --help\n",
           f);
 }
@@ -96,6 +98,7 @@ static int parse_args(int argc, char **argv, sim_config_t *cfg, h2_opts_t *h2)
         O_H2PORT,
         O_CERT,
         O_TLSKEY,
+        O_END_FRAME,
         O_HELP
     };
     static const struct option opts[] = {
@@ -115,6 +118,7 @@ static int parse_args(int argc, char **argv, sim_config_t *cfg, h2_opts_t *h2)
         {"h2-port", required_argument, NULL, O_H2PORT},
         {"tls-cert", required_argument, NULL, O_CERT},
         {"tls-key", required_argument, NULL, O_TLSKEY},
+        {"h2-end-frame", no_argument, NULL, O_END_FRAME},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -222,6 +226,9 @@ static int parse_args(int argc, char **argv, sim_config_t *cfg, h2_opts_t *h2)
             break;
         case O_TLSKEY:
             h2->key = optarg;
+            break;
+        case O_END_FRAME:
+            cfg->h2_end_frame = 1;
             break;
         case O_HELP:
             return 1;

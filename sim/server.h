@@ -30,6 +30,7 @@ typedef struct {
     uint64_t seed;       /* determinism */
     long max_conns;      /* 0 = unlimited */
     int quiet;
+    int h2_end_frame;    /* HTTP/2: END_STREAM on its own empty DATA frame */
 } sim_config_t;
 
 typedef struct sim_server sim_server_t;
