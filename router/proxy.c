@@ -134,6 +134,7 @@ struct proxy_req {
     unsigned held : 1;        /* ... and the transfer goes on (multiplexed), not paused */
     unsigned multiplexed : 1; /* this attempt's connection is HTTP/2 */
     unsigned hold_full : 1;   /* held CLIENT_HOLD_MAX bytes: drop the client now */
+    unsigned saw_done : 1;    /* the stream's `data: [DONE]` event was forwarded */
     long long paused_at_ms;
     fail_class_t fail;
     char fail_detail[96]; /* a short reason; longer ones are cut */
@@ -592,6 +593,11 @@ static void inspect_event(proxy_req_t *p, const char *ev, size_t len, int has_us
 {
     if (memmem(ev, len, "\"content\":\"", 11))
         p->content_events++;
+    const char *d;
+    size_t dlen;
+    if (len < 32 && sse_event_data(ev, len, &d, &dlen) == 0 && dlen == 6 &&
+        memcmp(d, "[DONE]", 6) == 0)
+        p->saw_done = 1;
     if (has_usage < 0)
         has_usage = usage_event_has_usage(ev, len);
     if (has_usage) {
@@ -718,6 +724,8 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
     if (p->client_gone || p->fail != FAIL_NONE)
         return CURL_WRITEFUNC_ERROR;
     clock_gettime(CLOCK_MONOTONIC, &p->t_last);
+    if (p->multiplexed)
+        upstream_delivered(&p->xfer, len);
     if (p->mode != MODE_STREAM) {
         if (evbuffer_get_length(p->buf) + len > RESPONSE_MAX) {
             p->fail = FAIL_PROTOCOL;
@@ -1166,6 +1174,34 @@ static void on_done(upstream_xfer_t *x, CURLcode rc)
 {
     proxy_req_t *p = (proxy_req_t *)((char *)x - offsetof(proxy_req_t, xfer));
     attempt_finished(p, rc);
+}
+
+/* The whole answer is here by its own terms: a stream's [DONE] with nothing after
+ * it, or a body of exactly its Content-Length. */
+static int answer_complete(proxy_req_t *p)
+{
+    if (!p->headers_done || p->fail != FAIL_NONE || p->client_gone)
+        return 0;
+    if (p->mode == MODE_STREAM)
+        return p->committed && p->saw_done && evbuffer_get_length(p->buf) == 0;
+    curl_off_t cl = -1;
+    return p->mode == MODE_BUFFER &&
+           curl_easy_getinfo(p->xfer.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
+           cl >= 0 && (curl_off_t)evbuffer_get_length(p->buf) == cl;
+}
+
+/* libcurl 7.88 may hold an HTTP/2 stream's end until the connection gets more bytes
+ * (upstream.h, on_stuck). An answer complete by its own terms is finished now, the
+ * stream reset; any other goes on waiting under its idle timeout. */
+static void on_stuck(upstream_xfer_t *x)
+{
+    proxy_req_t *p = (proxy_req_t *)((char *)x - offsetof(proxy_req_t, xfer));
+    if (!answer_complete(p))
+        return;
+    log_info("event=upstream_end_inferred request_id=%s provider=%s mode=%s", p->request_id,
+             p->cfg->providers[p->role].name, p->mode == MODE_STREAM ? "stream" : "body");
+    upstream_cancel(p->w->up, &p->xfer);
+    attempt_finished(p, CURLE_OK);
 }
 
 static void client_left(proxy_req_t *p);
@@ -1749,6 +1785,7 @@ static int start_attempt(proxy_req_t *p, int role)
     p->held = 0;
     p->hold_full = 0;
     p->multiplexed = 0;
+    p->saw_done = 0;
     p->timer_mode = TIMER_ATTEMPT;
     sse_scanner_init(&p->sse);
     evhttp_clear_headers(&p->up_headers);
@@ -1758,12 +1795,12 @@ static int start_attempt(proxy_req_t *p, int role)
      * the connection into a buffer of its own and copies each stream's bytes; over
      * HTTP/1.1 a burst of events would take four reads instead of one. */
     int tls = strncasecmp(pv->base_url, "https://", 8) == 0;
-    CURL *e = upstream_easy_get(p->w->up,
-                                p->stream_req && tls && pv->http_version != CONFIG_HTTP_1_1);
-    if (!e)
+    if (upstream_easy_get(p->w->up, &p->xfer,
+                          p->stream_req && tls && pv->http_version != CONFIG_HTTP_1_1) < 0)
         return -1;
-    p->xfer.easy = e;
+    CURL *e = p->xfer.easy;
     p->xfer.on_done = on_done;
+    p->xfer.on_stuck = on_stuck;
 
     size_t url_len = strlen(pv->base_url) + strlen(p->path_query) + 1;
     char *url = malloc(url_len);

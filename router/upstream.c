@@ -44,6 +44,10 @@ struct upstream {
     CURLM *multi;
     CURLSH *share; /* TLS sessions and DNS answers, for this worker's handles */
     struct event *timer;
+    struct event *recheck_ev; /* runs the re-check list, after the current callback */
+    upstream_xfer_t *recheck_head;
+    curl_socket_t *nudge; /* connections to read again (see nudge_later) */
+    size_t n_nudge, cap_nudge;
     int in_callback;
     CURL *pool[POOL_MAX];
     int n_pool;
@@ -95,6 +99,63 @@ static void watch_drop(upstream_t *u, curl_socket_t fd)
     u->watch[fd] = NULL;
 }
 
+/* A zero timeout, not event_active: a transfer re-checked round after round (a
+ * long burst) must leave the loop its epoll_wait and timers between rounds. */
+static void recheck_soon(upstream_t *u)
+{
+    static const struct timeval now = {0, 0};
+    evtimer_add(u->recheck_ev, &now);
+}
+
+static void recheck_add(upstream_t *u, upstream_xfer_t *x)
+{
+    x->recheck = 1;
+    x->recheck_prev = NULL;
+    x->recheck_next = u->recheck_head;
+    if (u->recheck_head)
+        u->recheck_head->recheck_prev = x;
+    u->recheck_head = x;
+    recheck_soon(u);
+}
+
+static void recheck_drop(upstream_t *u, upstream_xfer_t *x)
+{
+    if (!x->recheck)
+        return;
+    if (x->recheck_prev)
+        x->recheck_prev->recheck_next = x->recheck_next;
+    else
+        u->recheck_head = x->recheck_next;
+    if (x->recheck_next)
+        x->recheck_next->recheck_prev = x->recheck_prev;
+    x->recheck = 0;
+    x->recheck_next = x->recheck_prev = NULL;
+}
+
+/* A transfer leaving a multiplexed connection early may leave libcurl 7.88 with
+ * frames it read for the other streams there and has not processed: it stopped on
+ * the leaving stream's full buffer (see on_recheck), and only a read on that
+ * connection goes on. Its socket is read once more after the current callback. */
+static void nudge_later(upstream_t *u, CURL *easy)
+{
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    if (curl_easy_getinfo(easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD)
+        return;
+    for (size_t i = 0; i < u->n_nudge; i++)
+        if (u->nudge[i] == fd)
+            return;
+    if (u->n_nudge == u->cap_nudge) {
+        size_t cap = u->cap_nudge ? 2 * u->cap_nudge : 8;
+        curl_socket_t *t = realloc(u->nudge, cap * sizeof(*t));
+        if (!t)
+            return;
+        u->nudge = t;
+        u->cap_nudge = cap;
+    }
+    u->nudge[u->n_nudge++] = fd;
+    recheck_soon(u);
+}
+
 static void collect_done(upstream_t *u)
 {
     CURLMsg *msg;
@@ -106,8 +167,11 @@ static void collect_done(upstream_t *u)
         CURLcode rc = msg->data.result;
         upstream_xfer_t *x = NULL;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+        if (rc != CURLE_OK || (x && x->recheck))
+            nudge_later(u, easy);
         curl_multi_remove_handle(u->multi, easy);
         if (x) {
+            recheck_drop(u, x);
             x->active = 0;
             if (x->on_done)
                 x->on_done(x, rc);
@@ -144,6 +208,67 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     socket_action(arg, CURL_SOCKET_TIMEOUT, 0);
+}
+
+/* libcurl 7.88's HTTP/2 reader (http2.c) copies a stream's DATA into that transfer's
+ * receive buffer. When the buffer fills it stops the connection's frame processing
+ * on that stream ("pause data") and runs the transfer again for the rest; but once
+ * the rest is handed over it does not run it again for what is still in its
+ * connection buffer (the next frames, an end-of-stream frame), and its "data
+ * pending" test never counts that buffer. With the socket drained nothing wakes the
+ * stream: it hangs with its last bytes inside libcurl. Any answer arriving faster
+ * than one buffer per read does this; with a 1.3 KB buffer an 8-event burst did,
+ * every time (test_http2.case_burst_answers_end_on_either_framing).
+ *
+ * So a transfer that was handed a full buffer is run again here until a run hands it
+ * nothing. Pausing and resuming is the public way to make libcurl run one transfer
+ * now and read its connection (easy.c sets the connection's select bits); these
+ * transfers are never paused otherwise (proxy.c holds instead of pausing on a
+ * multiplexed connection), so no pause state is lost.
+ *
+ * One case is beyond this: when the end-of-stream flag is on the frame libcurl
+ * stopped in, nghttp2 acts on it only at its next input, and libcurl feeds it none
+ * until more bytes reach the connection. The owner hears of it (on_stuck) and may
+ * end an answer that is complete by its own terms. */
+static void on_recheck(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    upstream_t *u = arg;
+    /* A nudged socket number may have been closed (and even reused) since: libcurl
+     * ignores a socket it does not know, and a read finds nothing on a new one. */
+    while (u->n_nudge > 0)
+        socket_action(u, u->nudge[--u->n_nudge], CURL_CSELECT_IN);
+    if (!u->recheck_head)
+        return;
+    u->in_callback++;
+    for (upstream_xfer_t *x = u->recheck_head; x; x = x->recheck_next) {
+        x->delivered = 0;
+        curl_easy_pause(x->easy, CURLPAUSE_RECV);
+        curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    }
+    u->in_callback--;
+    socket_action(u, CURL_SOCKET_TIMEOUT, 0); /* finished transfers leave the list */
+    /* on_stuck may cancel or start transfers: look for the next one from the head. */
+    for (;;) {
+        upstream_xfer_t *x = u->recheck_head;
+        while (x && x->delivered)
+            x = x->recheck_next;
+        if (!x)
+            break;
+        recheck_drop(u, x);
+        if (x->on_stuck)
+            x->on_stuck(x);
+    }
+    if (u->recheck_head)
+        recheck_soon(u);
+}
+
+void upstream_delivered(upstream_xfer_t *x, size_t len)
+{
+    x->delivered = 1;
+    if (!x->recheck && (long)len >= x->bufsize && x->u)
+        recheck_add(x->u, x);
 }
 
 /* libcurl: only (re)arm our timer here, never call back into libcurl. A 0 ms timeout
@@ -260,7 +385,8 @@ upstream_t *upstream_new(struct event_base *base)
             u->no_proxy_env = 0;
     u->multi = curl_multi_init();
     u->timer = evtimer_new(base, on_timer, u);
-    if (!u->multi || !u->timer) {
+    u->recheck_ev = evtimer_new(base, on_recheck, u);
+    if (!u->multi || !u->timer || !u->recheck_ev) {
         upstream_free(u);
         return NULL;
     }
@@ -300,6 +426,9 @@ void upstream_free(upstream_t *u)
     free(u->watch);
     if (u->timer)
         event_free(u->timer);
+    if (u->recheck_ev)
+        event_free(u->recheck_ev);
+    free(u->nudge);
     free(u);
 }
 
@@ -311,7 +440,7 @@ void upstream_free(upstream_t *u)
 #define BUFFER_STREAM 1279L
 #define BUFFER_BODY 4096L
 
-static void set_fixed_options(CURL *e, int small)
+static void set_fixed_options(CURL *e)
 {
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -319,28 +448,44 @@ static void set_fixed_options(CURL *e, int small)
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, small ? BUFFER_STREAM : BUFFER_BODY);
 }
 
-CURL *upstream_easy_get(upstream_t *u, int small)
+int upstream_easy_get(upstream_t *u, upstream_xfer_t *x, int small)
 {
-    CURL *e;
+    long size = small ? BUFFER_STREAM : BUFFER_BODY;
+    CURL *e = NULL;
     if (u->n_pool > 0) {
         e = u->pool[--u->n_pool];
         curl_easy_reset(e); /* keeps the share */
-    } else {
+        /* libcurl 7.88 frees a transfer's receive buffer in multi_done, except when
+         * the transfer leaves an HTTP/2 connection other transfers still use: it
+         * returns early ("still in use") with the buffer kept. curl_easy_reset keeps
+         * it too but sets the size back to 16 KiB, and CURLOPT_BUFFERSIZE is refused
+         * while a buffer exists; the next HTTP/2 transfer on that handle then copies
+         * up to 16 KiB into a 1.3 or 4 KiB buffer (a heap overflow ASan caught). A
+         * handle that refuses the size is not reused. */
+        if (curl_easy_setopt(e, CURLOPT_BUFFERSIZE, size) != CURLE_OK) {
+            curl_easy_cleanup(e);
+            e = NULL;
+        }
+    }
+    if (!e) {
         e = curl_easy_init();
-        if (!e)
-            return NULL;
+        if (!e || curl_easy_setopt(e, CURLOPT_BUFFERSIZE, size) != CURLE_OK) {
+            curl_easy_cleanup(e);
+            return -1;
+        }
         if (u->share)
             curl_easy_setopt(e, CURLOPT_SHARE, u->share);
     }
-    set_fixed_options(e, small);
+    set_fixed_options(e);
     if (u->no_proxy_env) {
         curl_easy_setopt(e, CURLOPT_PROXY, "");
         curl_easy_setopt(e, CURLOPT_NOPROXY, "");
     }
-    return e;
+    x->easy = e;
+    x->bufsize = size;
+    return 0;
 }
 
 void upstream_easy_put(upstream_t *u, CURL *easy)
@@ -403,6 +548,8 @@ void upstream_cancel(upstream_t *u, upstream_xfer_t *x)
 {
     if (!x->active)
         return;
+    recheck_drop(u, x);
+    nudge_later(u, x->easy);
     curl_multi_remove_handle(u->multi, x->easy);
     x->active = 0;
 }

@@ -29,17 +29,29 @@ typedef struct upstream_xfer upstream_xfer_t;
 struct upstream_xfer {
     CURL *easy;
     void (*on_done)(upstream_xfer_t *x, CURLcode rc);
+    /* Optional. A re-check run (upstream_delivered) handed this transfer nothing and
+     * it has not ended: libcurl 7.88 may still hold the end of its stream, which it
+     * only notices when more bytes reach the connection. Called from a libevent
+     * callback, like on_done; may cancel the transfer or free its owner. */
+    void (*on_stuck)(upstream_xfer_t *x);
     int active;     /* added to the multi and not finished */
     int open_errno; /* errno of this transfer's last failed socket(), else 0 */
     upstream_t *u;
+    /* Upstream's own: the receive buffer size, and the re-check of transfers that
+     * libcurl may have left with bytes it will not deliver (upstream_delivered). */
+    long bufsize;
+    unsigned recheck : 1;   /* on the worker's re-check list */
+    unsigned delivered : 1; /* got bytes since the last re-check */
+    upstream_xfer_t *recheck_next, *recheck_prev;
 };
 
 upstream_t *upstream_new(struct event_base *base);
 void upstream_free(upstream_t *u); /* transfers must have been cancelled */
 
-/* An easy handle from the pool (reset, CURLOPT_NOSIGNAL and the fixed options set),
- * with a small receive buffer when small (an SSE answer over HTTP/2) is asked. */
-CURL *upstream_easy_get(upstream_t *u, int small);
+/* Sets x->easy to a handle from the pool (reset, CURLOPT_NOSIGNAL and the fixed
+ * options set), with a small receive buffer when small (an SSE answer over HTTP/2)
+ * is asked. 0, or -1 when no handle could be made. */
+int upstream_easy_get(upstream_t *u, upstream_xfer_t *x, int small);
 void upstream_easy_put(upstream_t *u, CURL *easy);
 
 /* Sets easy's URL; a URL seen before on this worker is not parsed again. 0 or -1. */
@@ -50,6 +62,14 @@ int upstream_start(upstream_t *u, upstream_xfer_t *x);
 
 /* Removes an active transfer without calling on_done. Not from libcurl callbacks. */
 void upstream_cancel(upstream_t *u, upstream_xfer_t *x);
+
+/* The write callback of a transfer on a multiplexed (HTTP/2) connection reports
+ * each delivery here. libcurl 7.88 stops feeding a stream whose receive buffer it
+ * filled, keeps the rest, and may never come back for it when the connection then
+ * goes quiet: the stream's last bytes and its end stay inside libcurl. A transfer
+ * that got a full buffer is run again, once its callback has returned, until a run
+ * delivers nothing (docs/DECISIONS.md, "HTTP/2 bursts"). */
+void upstream_delivered(upstream_xfer_t *x, size_t len);
 
 /* Resumes a transfer paused by CURL_WRITEFUNC_PAUSE (from a libevent callback). */
 void upstream_resume(upstream_t *u, upstream_xfer_t *x);

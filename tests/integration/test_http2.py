@@ -4,7 +4,9 @@ stops reading must not stall the others sharing its connection."""
 import concurrent.futures
 import http.client
 import json
+import os
 import socket
+import tempfile
 import time
 
 from harness import Router, Sim, check, eq, sse_events, test_cert
@@ -36,8 +38,8 @@ flags:
 """
 
 
-def _one(port, i, stream):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def _one(port, i, stream, timeout=30):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         c.request("POST", "/v1/chat/completions", json.dumps(dict(CHAT, stream=stream)),
                   {"Content-Type": "application/json", "x-user-id": f"u{i}"})
@@ -45,6 +47,17 @@ def _one(port, i, stream):
         return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
     finally:
         c.close()
+
+
+def _check_answer(i, stream, status, body, min_content):
+    eq(status, 200, f"request {i} (stream={stream})")
+    if stream:
+        events = [d for _, d in sse_events(body)]
+        check(events and events[-1] == "[DONE]", f"stream {i} ends with [DONE]")
+        content = [e for e in events if '"content"' in e]
+        check(len(content) >= min_content, f"stream {i}: {len(content)} content events")
+    else:
+        check(json.loads(body)["object"] == "chat.completion", f"completion body {i}")
 
 
 def case_requests_multiplex_over_few_connections():
@@ -57,15 +70,8 @@ def case_requests_multiplex_over_few_connections():
         with concurrent.futures.ThreadPoolExecutor(max_workers=100) as pool:
             results = list(pool.map(lambda j: _one(r.port, *j), jobs))
         for (i, stream), (status, hdrs, body) in zip(jobs, results):
-            eq(status, 200, f"request {i} (stream={stream})")
+            _check_answer(i, stream, status, body, 20)
             check(hdrs.get("x-switchyard-provider") in ("openai", "relay"), "provider header")
-            if stream:
-                events = [d for _, d in sse_events(body)]
-                check(events and events[-1] == "[DONE]", f"stream {i} ends with [DONE]")
-                content = [e for e in events if '"content"' in e]
-                check(len(content) >= 20, f"stream {i}: {len(content)} content events")
-            else:
-                check(json.loads(body)["object"] == "chat.completion", "completion body")
         st = sim.stats()
         eq(st["h2_streams"], 400, "streams the provider served")
         # 100 in flight at most, 128 streams allowed per connection: a handful at most.
@@ -75,6 +81,61 @@ def case_requests_multiplex_over_few_connections():
         if r:
             r.stop()
         sim.stop()
+
+
+def _burst_round(r, i, stream):
+    t0 = time.monotonic()
+    status, _, body = _one(r.port, i, stream, timeout=5)
+    took = time.monotonic() - t0
+    _check_answer(i, stream, status, body, 200)
+    check(took < 2.0, f"burst answer {i} took {took:.2f}s")
+
+
+def case_burst_answers_end_on_either_framing():
+    # A provider answering faster than the router reads (here all at once: a 44 KB
+    # stream in one go) fills libcurl 7.88's small per-stream buffer. Its HTTP/2 reader
+    # then stops with the rest of the answer inside libcurl and nothing to wake it:
+    # every such answer hung with its last bytes, or its end, undelivered. The end of an
+    # answer comes either on the frame with its last bytes or on an empty frame of its
+    # own; both are served here.
+    cert, key = test_cert()
+    for end_frame in (False, True):
+        sim = Sim("h2", *(["--h2-end-frame"] if end_frame else []), h2_port=0,
+                  tls_cert=cert, tls_key=key, chunks=200)
+        r = None
+        log_path = os.path.join(tempfile.mkdtemp(prefix="sy-burst-"), "access.jsonl")
+        try:
+            r = Router(_config(sim, cert, f'access_log: {{ path: "{log_path}" }}'))
+            for i in range(10):
+                _burst_round(r, i, True)
+            for i in range(10, 15):
+                _burst_round(r, i, False)
+            eq(sim.stats()["h2_connections"], 1, "one after the other on one connection")
+            with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+                list(pool.map(lambda i: _burst_round(r, i, i % 2 == 0), range(15, 55)))
+            eq(sim.stats()["h2_streams"], 55, "streams the provider served")
+            lines = []
+            deadline = time.monotonic() + 5
+            while len(lines) < 55 and time.monotonic() < deadline:
+                with open(log_path) as f:
+                    lines = [json.loads(l) for l in f if l.strip()]
+                time.sleep(0.05)
+            eq(len(lines), 55, "access log lines")
+            for line in lines:
+                eq(line["status"], 200, "logged status")
+                eq(line["usage_source"], "upstream", "usage read from the answer")
+                check(line["tokens_out"] > 0, "tokens counted")
+            inferred = r.stderr_text().count("event=upstream_end_inferred")
+            if end_frame:
+                # The end is a frame libcurl holds unread: running the stream again is
+                # enough, no answer is ended on its content.
+                eq(inferred, 0, "answers ended on their content with an end frame")
+            framing = "end on its own frame" if end_frame else "end on the last data frame"
+            print(f"  {framing}: 55 burst answers complete, {inferred} ended on their content")
+        finally:
+            if r:
+                r.stop()
+            sim.stop()
 
 
 def case_stalled_client_does_not_stall_its_connection():
