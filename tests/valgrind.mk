@@ -1,7 +1,8 @@
 # check-valgrind (issue 8): the integration suite with every router it starts
 # running under valgrind memcheck. Included by the root Makefile.
 #
-#   make check-valgrind [VALGRIND_K="test_core test_admin test_accounting test_security"]
+#   make check-valgrind [VALGRIND_K="test_core test_admin test_accounting test_security
+#                       test_http2.case_burst"]
 #
 # tests/integration/harness.py starts build/switchyard itself; it prefixes the
 # command with $SWITCHYARD_WRAPPER (split like a shell would) when that is set.
@@ -20,7 +21,7 @@
 # are written to $(BUILD)/valgrind/switchyard.supp at run time.
 
 VALGRIND     ?= valgrind
-VALGRIND_K   ?= test_core test_admin test_accounting test_security
+VALGRIND_K   ?= test_core test_admin test_accounting test_security test_http2.case_burst
 VALGRIND_DIR  = $(BUILD)/valgrind
 VALGRIND_SUPP = $(VALGRIND_DIR)/switchyard.supp
 # somalloc: the router allocates through mimalloc; memcheck must replace its malloc
