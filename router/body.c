@@ -468,6 +468,13 @@ static const char *own_string(body_info_t *info, const char *s, size_t off, size
     return v;
 }
 
+int body_json_complete(const char *buf, size_t len)
+{
+    size_t i = skip_ws(buf, 0, len);
+    return i < len && (buf[i] == '{' || buf[i] == '[') &&
+           json_valid((const unsigned char *)buf, len);
+}
+
 int body_parse(const char *buf, size_t len, body_info_t *info)
 {
     memset(info, 0, sizeof(*info));

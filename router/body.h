@@ -54,6 +54,10 @@ typedef struct {
 
 int body_parse(const char *buf, size_t len, body_info_t *info);
 
+/* 1 when buf is exactly one JSON object or array (whitespace around it allowed): no
+ * byte can follow it in a valid document, so such an answer body is complete. */
+int body_json_complete(const char *buf, size_t len);
+
 /* A top-level string field of the body, decoded, or NULL (absent, not a string, or
  * holding a NUL). The string belongs to info (at most BODY_MAX_OWNED in all). */
 const char *body_string_field(body_info_t *info, const char *name);

@@ -66,7 +66,10 @@ typedef enum { MODE_NONE, MODE_BUFFER, MODE_STREAM } mode_t_;
 
 #define MAX_ATTEMPTS 10
 
-typedef enum { TIMER_ATTEMPT, TIMER_BACKOFF, TIMER_CANCEL } timer_mode_t;
+typedef enum { TIMER_ATTEMPT, TIMER_BACKOFF, TIMER_CANCEL, TIMER_END } timer_mode_t;
+/* An answer complete by its content whose end libcurl may be holding (on_stuck) gets
+ * this long for the end to arrive by itself before it is ended here. */
+#define END_GRACE_MS 20
 
 /* Who asked: an HTTP client (the provider's answer passes through), a WebSocket chat
  * or a browser EventSource (both get switchyard's own messages with the text). */
@@ -134,7 +137,7 @@ struct proxy_req {
     unsigned held : 1;        /* ... and the transfer goes on (multiplexed), not paused */
     unsigned multiplexed : 1; /* this attempt's connection is HTTP/2 */
     unsigned hold_full : 1;   /* held CLIENT_HOLD_MAX bytes: drop the client now */
-    unsigned saw_done : 1;    /* the stream's `data: [DONE]` event was forwarded */
+    unsigned saw_end : 1;     /* the stream's last event ([DONE], response.completed) */
     long long paused_at_ms;
     fail_class_t fail;
     char fail_detail[96]; /* a short reason; longer ones are cut */
@@ -593,11 +596,19 @@ static void inspect_event(proxy_req_t *p, const char *ev, size_t len, int has_us
 {
     if (memmem(ev, len, "\"content\":\"", 11))
         p->content_events++;
+    /* The last event of a stream: chat's `data: [DONE]`, or a Responses API stream's
+     * terminal event (always named on the event's first line). */
     const char *d;
     size_t dlen;
     if (len < 32 && sse_event_data(ev, len, &d, &dlen) == 0 && dlen == 6 &&
         memcmp(d, "[DONE]", 6) == 0)
-        p->saw_done = 1;
+        p->saw_end = 1;
+    else if (len > 6 && memcmp(ev, "event:", 6) == 0 &&
+             sse_event_field(ev, len, "event", &d, &dlen) == 0 &&
+             ((dlen == 18 && memcmp(d, "response.completed", 18) == 0) ||
+              (dlen == 15 && memcmp(d, "response.failed", 15) == 0) ||
+              (dlen == 19 && memcmp(d, "response.incomplete", 19) == 0)))
+        p->saw_end = 1;
     if (has_usage < 0)
         has_usage = usage_event_has_usage(ev, len);
     if (has_usage) {
@@ -805,6 +816,7 @@ static void headers_complete(proxy_req_t *p)
     long version = 0;
     curl_easy_getinfo(p->xfer.easy, CURLINFO_HTTP_VERSION, &version);
     p->multiplexed = version >= CURL_HTTP_VERSION_2_0;
+    p->xfer.multiplexed = p->multiplexed;
     /* Over HTTP/2 libcurl 7.88 sends the body through a 64 KiB upload buffer that it
      * keeps until the transfer ends: 4 KB of memory per open stream. Once the body is
      * sent, setting the option frees it (see upstream_can_trim_upload). Streams stay
@@ -1176,32 +1188,47 @@ static void on_done(upstream_xfer_t *x, CURLcode rc)
     attempt_finished(p, rc);
 }
 
-/* The whole answer is here by its own terms: a stream's [DONE] with nothing after
- * it, or a body of exactly its Content-Length. */
+/* The whole answer is here by its own terms: a stream's last event with nothing
+ * after it, or a body that is one whole JSON document. (A body with a Content-Length
+ * never gets here: libcurl ends it at that length itself.) */
 static int answer_complete(proxy_req_t *p)
 {
     if (!p->headers_done || p->fail != FAIL_NONE || p->client_gone)
         return 0;
     if (p->mode == MODE_STREAM)
-        return p->committed && p->saw_done && evbuffer_get_length(p->buf) == 0;
-    curl_off_t cl = -1;
-    return p->mode == MODE_BUFFER &&
-           curl_easy_getinfo(p->xfer.easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
-           cl >= 0 && (curl_off_t)evbuffer_get_length(p->buf) == cl;
+        return p->committed && p->saw_end && evbuffer_get_length(p->buf) == 0;
+    if (p->mode != MODE_BUFFER)
+        return 0;
+    size_t n = evbuffer_get_length(p->buf);
+    const char *body = (const char *)evbuffer_pullup(p->buf, -1);
+    return body && body_json_complete(body, n);
 }
 
 /* libcurl 7.88 may hold an HTTP/2 stream's end until the connection gets more bytes
- * (upstream.h, on_stuck). An answer complete by its own terms is finished now, the
- * stream reset; any other goes on waiting under its idle timeout. */
+ * (upstream.h, on_stuck). An answer complete by its own terms gets END_GRACE_MS for
+ * its end to arrive anyway, then is finished here and its stream reset; any other
+ * goes on waiting under its idle timeout. */
 static void on_stuck(upstream_xfer_t *x)
 {
     proxy_req_t *p = (proxy_req_t *)((char *)x - offsetof(proxy_req_t, xfer));
-    if (!answer_complete(p))
+    if (p->timer_mode != TIMER_ATTEMPT || !answer_complete(p))
         return;
+    p->timer_mode = TIMER_END;
+    struct timeval tv = {0, END_GRACE_MS * 1000};
+    evtimer_add(p->timer, &tv);
+}
+
+/* TIMER_END fired: 1 when the answer was ended (p may be gone). */
+static int end_stuck_answer(proxy_req_t *p)
+{
+    p->timer_mode = TIMER_ATTEMPT;
+    if (!answer_complete(p))
+        return 0;
     log_info("event=upstream_end_inferred request_id=%s provider=%s mode=%s", p->request_id,
              p->cfg->providers[p->role].name, p->mode == MODE_STREAM ? "stream" : "body");
     upstream_cancel(p->w->up, &p->xfer);
     attempt_finished(p, CURLE_OK);
+    return 1;
 }
 
 static void client_left(proxy_req_t *p);
@@ -1249,6 +1276,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (!p->xfer.active)
+        return;
+    if (p->timer_mode == TIMER_END && end_stuck_answer(p))
         return;
     const config_provider_t *pv = &p->cfg->providers[p->role];
     if (p->paused) {
@@ -1785,7 +1814,7 @@ static int start_attempt(proxy_req_t *p, int role)
     p->held = 0;
     p->hold_full = 0;
     p->multiplexed = 0;
-    p->saw_done = 0;
+    p->saw_end = 0;
     p->timer_mode = TIMER_ATTEMPT;
     sse_scanner_init(&p->sse);
     evhttp_clear_headers(&p->up_headers);

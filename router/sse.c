@@ -136,15 +136,17 @@ size_t sse_event_end_reference(const char *data, size_t len)
 }
 #endif
 
-int sse_event_data(const char *raw, size_t len, const char **out, size_t *out_len)
+int sse_event_field(const char *raw, size_t len, const char *name, const char **out,
+                    size_t *out_len)
 {
+    size_t n = strlen(name);
     size_t i = 0;
     while (i < len) {
         size_t eol = i;
         while (eol < len && raw[eol] != '\n' && raw[eol] != '\r')
             eol++;
-        if (eol - i >= 5 && memcmp(raw + i, "data:", 5) == 0) {
-            size_t v = i + 5;
+        if (eol - i >= n + 1 && memcmp(raw + i, name, n) == 0 && raw[i + n] == ':') {
+            size_t v = i + n + 1;
             if (v < eol && raw[v] == ' ')
                 v++;
             *out = raw + v;
@@ -154,4 +156,9 @@ int sse_event_data(const char *raw, size_t len, const char **out, size_t *out_le
         i = eol + 1;
     }
     return -1;
+}
+
+int sse_event_data(const char *raw, size_t len, const char **out, size_t *out_len)
+{
+    return sse_event_field(raw, len, "data", out, out_len);
 }

@@ -40,4 +40,8 @@ size_t sse_event_end(const char *data, size_t len);
  */
 int sse_event_data(const char *raw, size_t len, const char **out, size_t *out_len);
 
+/* The same for any field name ("event", "id", ...): its first line's value. */
+int sse_event_field(const char *raw, size_t len, const char *name, const char **out,
+                    size_t *out_len);
+
 #endif

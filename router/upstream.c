@@ -46,8 +46,7 @@ struct upstream {
     struct event *timer;
     struct event *recheck_ev; /* runs the re-check list, after the current callback */
     upstream_xfer_t *recheck_head;
-    curl_socket_t *nudge; /* connections to read again (see nudge_later) */
-    size_t n_nudge, cap_nudge;
+    int nudge_all; /* read every connection once more (see nudge_later) */
     int in_callback;
     CURL *pool[POOL_MAX];
     int n_pool;
@@ -132,27 +131,17 @@ static void recheck_drop(upstream_t *u, upstream_xfer_t *x)
     x->recheck_next = x->recheck_prev = NULL;
 }
 
-/* A transfer leaving a multiplexed connection early may leave libcurl 7.88 with
- * frames it read for the other streams there and has not processed: it stopped on
- * the leaving stream's full buffer (see on_recheck), and only a read on that
- * connection goes on. Its socket is read once more after the current callback. */
-static void nudge_later(upstream_t *u, CURL *easy)
+/* A transfer leaving a multiplexed connection early (cancelled, failed, or while
+ * re-checked) may leave libcurl 7.88 with frames it read for the other streams there
+ * and has not processed: it stopped on the leaving stream's full buffer (see
+ * on_recheck) and only a read on that connection goes on. Which socket is not known:
+ * CURLINFO_ACTIVESOCKET answers only once a connection is idle again. So every
+ * connection socket libcurl is reading gets one read, after the current callback. */
+static void nudge_later(upstream_t *u, const upstream_xfer_t *x)
 {
-    curl_socket_t fd = CURL_SOCKET_BAD;
-    if (curl_easy_getinfo(easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD)
+    if (!x->multiplexed)
         return;
-    for (size_t i = 0; i < u->n_nudge; i++)
-        if (u->nudge[i] == fd)
-            return;
-    if (u->n_nudge == u->cap_nudge) {
-        size_t cap = u->cap_nudge ? 2 * u->cap_nudge : 8;
-        curl_socket_t *t = realloc(u->nudge, cap * sizeof(*t));
-        if (!t)
-            return;
-        u->nudge = t;
-        u->cap_nudge = cap;
-    }
-    u->nudge[u->n_nudge++] = fd;
+    u->nudge_all = 1;
     recheck_soon(u);
 }
 
@@ -167,8 +156,8 @@ static void collect_done(upstream_t *u)
         CURLcode rc = msg->data.result;
         upstream_xfer_t *x = NULL;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
-        if (rc != CURLE_OK || (x && x->recheck))
-            nudge_later(u, easy);
+        if (x && (rc != CURLE_OK || x->recheck))
+            nudge_later(u, x);
         curl_multi_remove_handle(u->multi, easy);
         if (x) {
             recheck_drop(u, x);
@@ -222,7 +211,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
  *
  * So a transfer that was handed a full buffer is run again here until a run hands it
  * nothing. Pausing and resuming is the public way to make libcurl run one transfer
- * now and read its connection (easy.c sets the connection's select bits); these
+ * soon and read its connection (easy.c marks the connection readable: the first
+ * transfer run there takes the mark, a later one reads when libcurl owes it bytes);
+ * these
  * transfers are never paused otherwise (proxy.c holds instead of pausing on a
  * multiplexed connection), so no pause state is lost.
  *
@@ -235,10 +226,15 @@ static void on_recheck(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     upstream_t *u = arg;
-    /* A nudged socket number may have been closed (and even reused) since: libcurl
-     * ignores a socket it does not know, and a read finds nothing on a new one. */
-    while (u->n_nudge > 0)
-        socket_action(u, u->nudge[--u->n_nudge], CURL_CSELECT_IN);
+    if (u->nudge_all) {
+        u->nudge_all = 0;
+        /* socket_action may open or close sockets: the table is read afresh. */
+        for (size_t fd = 0; fd < u->n_watch; fd++) {
+            sock_watch_t *w = u->watch[fd];
+            if (w && w->ours && (w->kind & EV_READ) && !w->idle)
+                socket_action(u, (curl_socket_t)fd, CURL_CSELECT_IN);
+        }
+    }
     if (!u->recheck_head)
         return;
     u->in_callback++;
@@ -428,15 +424,14 @@ void upstream_free(upstream_t *u)
         event_free(u->timer);
     if (u->recheck_ev)
         event_free(u->recheck_ev);
-    free(u->nudge);
     free(u);
 }
 
 /* Receive buffer sizes. libcurl allocates one per running transfer (size + 1 bytes):
  * 1279 fills mimalloc's 1280-byte class, and SSE events are far smaller, so a stream
  * over HTTP/2 costs 1.3 KB instead of 5 KB (libcurl's default is 16 KiB); everything
- * else reads in 4 KiB pieces. libcurl frees the buffer when a transfer ends, so a
- * pooled handle takes either size. */
+ * else reads in 4 KiB pieces. A pooled handle has no buffer (see upstream_easy_put), so
+ * it takes either size. */
 #define BUFFER_STREAM 1279L
 #define BUFFER_BODY 4096L
 
@@ -455,15 +450,8 @@ int upstream_easy_get(upstream_t *u, upstream_xfer_t *x, int small)
     long size = small ? BUFFER_STREAM : BUFFER_BODY;
     CURL *e = NULL;
     if (u->n_pool > 0) {
-        e = u->pool[--u->n_pool];
-        curl_easy_reset(e); /* keeps the share */
-        /* libcurl 7.88 frees a transfer's receive buffer in multi_done, except when
-         * the transfer leaves an HTTP/2 connection other transfers still use: it
-         * returns early ("still in use") with the buffer kept. curl_easy_reset keeps
-         * it too but sets the size back to 16 KiB, and CURLOPT_BUFFERSIZE is refused
-         * while a buffer exists; the next HTTP/2 transfer on that handle then copies
-         * up to 16 KiB into a 1.3 or 4 KiB buffer (a heap overflow ASan caught). A
-         * handle that refuses the size is not reused. */
+        e = u->pool[--u->n_pool]; /* reset at upstream_easy_put */
+        /* Checked again: a size that does not take must never meet an HTTP/2 stream. */
         if (curl_easy_setopt(e, CURLOPT_BUFFERSIZE, size) != CURLE_OK) {
             curl_easy_cleanup(e);
             e = NULL;
@@ -488,14 +476,24 @@ int upstream_easy_get(upstream_t *u, upstream_xfer_t *x, int small)
     return 0;
 }
 
+/* libcurl 7.88 frees a transfer's receive buffer in multi_done, except when the
+ * transfer leaves an HTTP/2 connection other transfers still use: it returns early
+ * ("still in use") with the buffer kept. curl_easy_reset keeps it too but sets the size
+ * back to 16 KiB, and CURLOPT_BUFFERSIZE is refused while a buffer exists; the next
+ * HTTP/2 transfer on that handle then copied up to 16 KiB into a 1.3 or 4 KiB buffer
+ * (a heap overflow ASan caught). A handle whose size does not take is not pooled. */
 void upstream_easy_put(upstream_t *u, CURL *easy)
 {
     if (!easy)
         return;
-    if (u->n_pool < POOL_MAX)
-        u->pool[u->n_pool++] = easy;
-    else
-        curl_easy_cleanup(easy);
+    if (u->n_pool < POOL_MAX) {
+        curl_easy_reset(easy); /* keeps the share */
+        if (curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, BUFFER_BODY) == CURLE_OK) {
+            u->pool[u->n_pool++] = easy;
+            return;
+        }
+    }
+    curl_easy_cleanup(easy);
 }
 
 static CURLU *cached_url(upstream_t *u, const char *text)
@@ -532,6 +530,8 @@ int upstream_start(upstream_t *u, upstream_xfer_t *x)
 {
     x->u = u;
     x->open_errno = 0;
+    x->multiplexed = 0;
+    x->delivered = 0;
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
     curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
     curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETDATA, x);
@@ -549,7 +549,7 @@ void upstream_cancel(upstream_t *u, upstream_xfer_t *x)
     if (!x->active)
         return;
     recheck_drop(u, x);
-    nudge_later(u, x->easy);
+    nudge_later(u, x);
     curl_multi_remove_handle(u->multi, x->easy);
     x->active = 0;
 }

@@ -40,6 +40,7 @@ struct upstream_xfer {
     /* Upstream's own: the receive buffer size, and the re-check of transfers that
      * libcurl may have left with bytes it will not deliver (upstream_delivered). */
     long bufsize;
+    unsigned multiplexed : 1; /* set by the owner: its connection is HTTP/2 */
     unsigned recheck : 1;   /* on the worker's re-check list */
     unsigned delivered : 1; /* got bytes since the last re-check */
     upstream_xfer_t *recheck_next, *recheck_prev;

@@ -231,6 +231,32 @@ static void test_sse_event_data(void **state)
     assert_int_equal(sse_event_data("data:[DONE]\n", 12, &d, &n), 0);
     assert_memory_equal(d, "[DONE]", 6);
     assert_int_equal(sse_event_data(": hi\n", 5, &d, &n), -1);
+    /* Other fields by name; a longer name sharing the prefix is not the field. */
+    const char *named = "eventual: no\nevent: response.completed\ndata: {}\n\n";
+    assert_int_equal(sse_event_field(named, strlen(named), "event", &d, &n), 0);
+    assert_int_equal(n, 18);
+    assert_memory_equal(d, "response.completed", 18);
+    assert_int_equal(sse_event_field("data: x\n", 8, "event", &d, &n), -1);
+}
+
+/* An answer body is complete when it is one whole JSON object or array. */
+static void test_json_complete(void **state)
+{
+    (void)state;
+    static const char *const whole[] = {"{}", " {\"a\":[1,2]}\n", "[1, {\"b\":\"}\"}]"};
+    for (size_t i = 0; i < sizeof(whole) / sizeof(whole[0]); i++)
+        assert_true(body_json_complete(whole[i], strlen(whole[i])));
+    static const char *const partial[] = {
+        "",  "{",        "{\"a\":1",     "{\"a\":\"}\"", "[1,", "{} x", "{}{}",
+        "1", "\"text\"", "true", /* scalars: "12" could still become "123" */
+    };
+    for (size_t i = 0; i < sizeof(partial) / sizeof(partial[0]); i++)
+        assert_false(body_json_complete(partial[i], strlen(partial[i])));
+    /* Every proper prefix of a whole body is incomplete. */
+    const char *doc = "{\"id\":\"c-1\",\"choices\":[{\"message\":{\"content\":\"hi\"}}]}";
+    for (size_t n = 0; n < strlen(doc); n++)
+        assert_false(body_json_complete(doc, n));
+    assert_true(body_json_complete(doc, strlen(doc)));
 }
 
 int main(void)
@@ -245,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_sse_event_boundaries),
         cmocka_unit_test(test_sse_split_anywhere),
         cmocka_unit_test(test_sse_event_data),
+        cmocka_unit_test(test_json_complete),
     };
     return cmocka_run_group_tests_name("body", tests, NULL, NULL);
 }
