@@ -6,7 +6,8 @@
  *   - differential against cJSON (what body.c used before): whatever body.c takes,
  *     cJSON takes too and reads the same model, user, stream, include_usage and
  *     string fields; a body refused for its type or a duplicate key is valid JSON to
- *     cJSON. body.c may refuse JSON that cJSON took (leading zeros, "1.").
+ *     cJSON. body.c may refuse JSON that cJSON took (leading zeros, "1.");
+ *   - body_json_complete agrees: whole only where cJSON parses one object or array.
  *   - a parsed body's model span lies inside the buffer and is a quoted token;
  *   - the model rewrite gives a body that parses again, with the new model and
  *     the same stream/user fields;
@@ -78,6 +79,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = body_parse(buf, size, &info);
     FUZZ_CHECK(rc <= BODY_OK && rc >= BODY_ERR_NOMEM);
     cJSON *ref = reference(buf, size);
+    /* body_json_complete (an answer body is whole): what it calls one whole object or
+     * array, cJSON parses whole as one too; a body body_parse takes is whole. */
+    int whole = body_json_complete(buf, size);
+    if (whole)
+        FUZZ_CHECK(ref != NULL && (cJSON_IsObject(ref) || cJSON_IsArray(ref)));
+    if (rc == BODY_OK)
+        FUZZ_CHECK(whole);
     /* cJSON cuts a decoded \u0000 (in keys too); body.c refuses or skips such strings. */
     int has_nul_escape = strstr(buf, "\\u0000") != NULL;
     if (rc == BODY_ERR_NOT_OBJECT || rc == BODY_ERR_TYPE || rc == BODY_ERR_DUPLICATE)
