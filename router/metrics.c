@@ -77,6 +77,12 @@ static void observe_lat(mhist_lat_t *h, double v)
     addf(&h->sum, v);
 }
 
+void metrics_end_inferred(metrics_shard_t *m, int role)
+{
+    if (m && role >= 0 && role < CONFIG_N_ROLES)
+        inc(&m->ends_inferred[role], 1);
+}
+
 void metrics_record(metrics_shard_t *m, const metrics_request_t *r)
 {
     metrics_model_t *mm = model_slot(m, r->model);
@@ -281,6 +287,17 @@ char *metrics_render(metrics_shard_t *const *shards, size_t n, const config_t *c
                 put(&o, "switchyard_attempts_total{provider=\"%s\",class=\"%s\"} %llu\n", prov[p],
                     failure_name((fail_class_t)c), (unsigned long long)v);
         }
+
+    put(&o, "# HELP switchyard_upstream_ends_inferred_total HTTP/2 answers ended on their "
+            "content because libcurl held their end.\n"
+            "# TYPE switchyard_upstream_ends_inferred_total counter\n");
+    for (int p = 0; p < CONFIG_N_ROLES; p++) {
+        uint64_t v = 0;
+        for (size_t s = 0; s < n; s++)
+            v += get(&shards[s]->ends_inferred[p]);
+        put(&o, "switchyard_upstream_ends_inferred_total{provider=\"%s\"} %llu\n", prov[p],
+            (unsigned long long)v);
+    }
 
     put(&o, "# HELP switchyard_fallbacks_total Requests moved to the other provider, by the "
             "class that moved them.\n# TYPE switchyard_fallbacks_total counter\n");

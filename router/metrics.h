@@ -74,6 +74,9 @@ typedef struct {
     mhist_lat_t duration[METRICS_PROVIDERS];
     mhist_lat_t first_token[METRICS_PROVIDERS];
     mhist_ovh_t overhead;
+    /* HTTP/2 answers ended on their content because libcurl 7.88 held their end
+     * (proxy.c end_stuck_answer; docs/DECISIONS.md, "HTTP/2 bursts"). */
+    mcount_t ends_inferred[CONFIG_N_ROLES];
 } metrics_shard_t;
 
 /* One finished client request, as the proxy saw it. */
@@ -101,6 +104,9 @@ metrics_shard_t *metrics_shard_new(void);
 void metrics_shard_free(metrics_shard_t *m);
 
 void metrics_record(metrics_shard_t *m, const metrics_request_t *r);
+
+/* One answer from provider role ended on its content (by the shard's worker). */
+void metrics_end_inferred(metrics_shard_t *m, int role);
 
 /* Prometheus text exposition (version 0.0.4) of all shards merged. */
 char *metrics_render(metrics_shard_t *const *shards, size_t n, const config_t *cfg,

@@ -1226,6 +1226,7 @@ static int end_stuck_answer(proxy_req_t *p)
         return 0;
     log_info("event=upstream_end_inferred request_id=%s provider=%s mode=%s", p->request_id,
              p->cfg->providers[p->role].name, p->mode == MODE_STREAM ? "stream" : "body");
+    metrics_end_inferred(p->w->metrics, p->role);
     upstream_cancel(p->w->up, &p->xfer);
     attempt_finished(p, CURLE_OK);
     return 1;

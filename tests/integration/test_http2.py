@@ -147,6 +147,10 @@ def case_burst_answers_end_on_either_framing():
                 eq(line["usage_source"], "upstream", "usage read from the answer")
                 check(line["tokens_out"] > 0, "tokens counted")
             inferred = r.stderr_text().count("event=upstream_end_inferred")
+            _, _, metrics = r.admin("GET", "/metrics")
+            counted = sum(float(l.rsplit(" ", 1)[1]) for l in metrics.decode().splitlines()
+                          if l.startswith("switchyard_upstream_ends_inferred_total{"))
+            eq(counted, float(inferred), "ends inferred: /metrics vs log")
             if end_frame:
                 # The end is a frame libcurl holds unread: running the stream again ends
                 # the answer. Were the re-check not delivering it, every answer would be
