@@ -2007,6 +2007,12 @@ static void finish(ld_t *ld, const node_t *root)
                 "providers.%s.http_version \"2\" needs an https:// base_url: HTTP/2 in clear "
                 "text (h2c) fails on reused connections with libcurl before 8.0 (curl#10634)",
                 p->role);
+        else if (p->http_version == CONFIG_HTTP_2)
+            warn(ld, ld->http_version_node[r],
+                 "providers.%s.http_version \"2\": through libcurl 7.88 (Debian 12) HTTP/2 "
+                 "fails a few answers in a thousand that arrive in bursts; \"1.1\" and "
+                 "\"auto\" do not (docs/DECISIONS.md)",
+                 p->role);
         if (p->ca_file && p->base_url && strncasecmp(p->base_url, "https://", 8) != 0)
             warn(ld, ld->provider_node[r], "providers.%s.ca_file has no effect: base_url is not https://",
                  p->role);

@@ -552,6 +552,10 @@ static void test_http_version_and_ca_file(void **state)
     c = expect_ok(yaml);
     assert_int_equal(c->providers[0].http_version, CONFIG_HTTP_2);
     assert_string_equal(c->providers[0].ca_file, cert);
+    /* HTTP/2 is an opt-in with a known cost through libcurl 7.88: said at load. */
+    assert_int_equal(errs.n_warnings, 1);
+    assert_non_null(strstr(errs.warnings[0], ":4:19: providers.original.http_version \"2\": "
+                                             "through libcurl 7.88"));
     assert_int_equal(c->providers[1].http_version, CONFIG_HTTP_1_1);
     config_unref(c);
 
