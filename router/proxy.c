@@ -969,7 +969,8 @@ static void add_reply_header(proxy_req_t *p, const char *name, const char *value
 static void reply_final_failure(proxy_req_t *p)
 {
     const attempt_rec_t *last = &p->attempts[p->n_attempts - 1];
-    int answer = last->status > 0 &&
+    /* A 2xx that failed (a body cut short, too large, no event) is never passed on. */
+    int answer = last->status > 0 && (last->status < 200 || last->status >= 300) &&
                  (p->n_attempts == 1 || !(p->cfg->fallback.on & FAILURE_BIT(last->cls)));
     if (answer) {
         /* The provider's own response is the answer: a 4xx the client must see, or
@@ -1071,6 +1072,23 @@ static void report_health(proxy_req_t *p, fail_class_t cls)
     p->attempt_is_probe = 0;
 }
 
+/* A buffered 2xx answer labelled JSON (and not encoded) must be one whole JSON
+ * document before it is passed on. Through libcurl 7.88's HTTP/2 a body once arrived
+ * cut short with a clean end (docs/DECISIONS.md, "HTTP/2 bursts"); failing the attempt
+ * makes that a protocol error the client sees, or a retry, instead of a 200 with a
+ * broken body. */
+static int json_answer_whole(proxy_req_t *p)
+{
+    if (p->mode != MODE_BUFFER || p->status < 200 || p->status >= 300)
+        return 1;
+    const char *ct = evhttp_find_header(&p->up_headers, "Content-Type");
+    if (!ct || !strcasestr(ct, "json") || evhttp_find_header(&p->up_headers, "Content-Encoding"))
+        return 1;
+    size_t n = evbuffer_get_length(p->buf);
+    const char *body = (const char *)evbuffer_pullup(p->buf, -1);
+    return n > 0 && body && body_json_complete(body, n);
+}
+
 static void attempt_finished(proxy_req_t *p, CURLcode rc)
 {
     if (p->timer)
@@ -1088,6 +1106,10 @@ static void attempt_finished(proxy_req_t *p, CURLcode rc)
     }
     if (cls == FAIL_NONE)
         cls = failure_of_status(p->status);
+    if (cls == FAIL_NONE && !p->client_gone && !json_answer_whole(p)) {
+        cls = FAIL_PROTOCOL;
+        snprintf(p->fail_detail, sizeof(p->fail_detail), "JSON answer cut short or malformed");
+    }
     if (p->client_gone)
         cls = FAIL_CLIENT_CLOSED;
     clock_gettime(CLOCK_MONOTONIC, &p->t_upstream_done);

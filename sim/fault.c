@@ -110,6 +110,7 @@ int sim_fault_parse(const char *s, const char *self, sim_fault_t *f, char *err, 
                     : name_is(item, nlen, "hang_after_headers") ? &f->hang_after
                     : name_is(item, nlen, "no_usage")           ? &f->no_usage
                     : name_is(item, nlen, "garbage")            ? &f->garbage
+                    : name_is(item, nlen, "cut_json")           ? &f->cut_json
                                                                 : NULL;
         if (flag) {
             if (eq)

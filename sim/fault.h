@@ -22,6 +22,7 @@ typedef struct {
     int no_usage;     /* never send usage, even when asked */
     long stall_after; /* -1 = none; stream: events sent before going silent */
     int garbage;      /* answer with bytes that are not HTTP, then close */
+    int cut_json;     /* a JSON answer's first half, framed as if whole */
 } sim_fault_t;
 
 void sim_fault_init(sim_fault_t *f);

@@ -596,6 +596,12 @@ static void sreq_start_reply(sim_req_t *s)
         sreq_begin_flush(s);
         return;
     }
+    if (s->fault.cut_json) {
+        /* The first half with a Content-Length to match: a clean end, a broken document. */
+        evbuffer_remove_buffer(s->body, s->srv->scratch, evbuffer_get_length(s->body) / 2);
+        evbuffer_drain(s->body, evbuffer_get_length(s->body));
+        evbuffer_add_buffer(s->body, s->srv->scratch);
+    }
     s->state = ST_DONE;
     s->userdone = 1;
     evhttp_send_reply(s->req, s->plan.status, reason(s->plan.status), s->body);
