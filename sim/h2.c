@@ -47,6 +47,7 @@ typedef struct h2_stream {
     int is_post;
     int auth_ok;
     int has_fault;
+    int cut_json; /* x-sim-fault: cut_json, the one fault served here */
     int too_big;
     struct evbuffer *req_body;
     struct evbuffer *body; /* the answer not yet released to nghttp2 */
@@ -214,7 +215,8 @@ static int plan_answer(h2_stream_t *s)
     s->n = ++h->requests;
     if (s->has_fault)
         sim_error_set(&pre, 400, "invalid_request_error", NULL, "invalid_sim_fault",
-                      "x-sim-fault is served over HTTP/1.1 only, not on the HTTP/2 port");
+                      "x-sim-fault is served over HTTP/1.1 only, not on the HTTP/2 port "
+                      "(but for cut_json)");
     else if (!s->auth_ok)
         sim_error_set(&pre, 401, "invalid_request_error", NULL, "invalid_api_key",
                       "Incorrect API key provided");
@@ -239,7 +241,20 @@ static int plan_answer(h2_stream_t *s)
                        .name_json = h->name_json,
                        .pre = &pre,
                        .fault_retry_after = -1};
-    return sim_api_plan(&r, s->body, &s->plan);
+    if (sim_api_plan(&r, s->body, &s->plan) < 0)
+        return -1;
+    if (s->cut_json && !s->plan.is_stream) {
+        /* The first half, with a content-length to match (see the HTTP/1.1 side). */
+        struct evbuffer *half = evbuffer_new();
+        if (!half || evbuffer_remove_buffer(s->body, half, evbuffer_get_length(s->body) / 2) < 0) {
+            evbuffer_free(half);
+            return -1;
+        }
+        evbuffer_drain(s->body, evbuffer_get_length(s->body));
+        evbuffer_add_buffer(s->body, half);
+        evbuffer_free(half);
+    }
+    return 0;
 }
 
 /* The request is complete (END_STREAM): decide, then answer now or after --latency-ms.
@@ -365,7 +380,8 @@ static int ng_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
                               strncasecmp((const char *)value, "Bearer ", 7) == 0 &&
                               memcmp(value + 7, key, kl) == 0);
     } else if (namelen == 11 && memcmp(name, "x-sim-fault", 11) == 0) {
-        s->has_fault = valuelen > 0;
+        s->cut_json = valuelen == 8 && memcmp(value, "cut_json", 8) == 0;
+        s->has_fault = valuelen > 0 && !s->cut_json;
     }
     return 0;
 }

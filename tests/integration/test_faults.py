@@ -262,19 +262,6 @@ def case_protocol_error_not_in_policy_is_502():
                          served_by="original", shape="completion"))
 
 
-def case_json_answer_cut_short_is_a_protocol_error():
-    # A 200 whose JSON body ends early but is framed cleanly (seen once through libcurl
-    # 7.88's HTTP/2, docs/DECISIONS.md "HTTP/2 bursts") is not passed on as an answer.
-    with Stack(extra=policy()) as s:
-        run_case(s, dict(name="cut JSON", fault="new:cut_json", status=502,
-                         attempts="relay:200", shape="error",
-                         message_parts=["relay: protocol (200)", "JSON answer cut short"]))
-    with Stack(extra=policy(on="[protocol]")) as s:
-        run_case(s, dict(name="cut JSON, protocol listed", fault="new:cut_json", status=200,
-                         attempts="relay:200,openai:200", fallback="protocol",
-                         served_by="original", shape="completion"))
-
-
 def case_4xx_listed_in_policy_falls_back():
     with Stack(extra=policy(on="[upstream_4xx]")) as s:
         run_case(s, dict(name="404 listed", fault="new:status=404", status=200,

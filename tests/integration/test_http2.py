@@ -278,3 +278,28 @@ providers:
             if r:
                 r.stop()
             ls.close()
+
+
+def case_json_answer_cut_short_is_a_protocol_error():
+    # A 200 whose JSON body ends early but cleanly (seen once through libcurl 7.88's
+    # HTTP/2 under load, docs/DECISIONS.md "HTTP/2 bursts") is not passed on as an answer.
+    cert, key = test_cert()
+    sim = Sim("h2", h2_port=0, tls_cert=cert, tls_key=key)
+    r = None
+    try:
+        r = Router(_config(sim, cert, 'forward_headers: ["x-sim-fault"]\n'
+                                      'fallback: { on: [protocol], max_attempts: 2 }'))
+        status, hdrs, body = r.chat(dict(CHAT, stream=False), {"x-sim-fault": "cut_json"})
+        eq(status, 502, "a cut JSON answer")
+        err = json.loads(body)["error"]
+        check("protocol" in err["message"] and "JSON answer cut short" in err["message"],
+              f"error message {err['message']!r}")
+        eq(hdrs.get("x-switchyard-attempts").count(":200"), 2, "two attempts, both cut")
+        status, _, body = r.chat(dict(CHAT, stream=False))
+        eq(status, 200, "a whole answer still passes")
+        eq(json.loads(body)["object"], "chat.completion", "completion body")
+        print(f"  cut answer: 502 after {hdrs.get('x-switchyard-attempts')}")
+    finally:
+        if r:
+            r.stop()
+        sim.stop()
