@@ -424,17 +424,24 @@ def case_proxy_environment_is_honoured():
         ls.close()
 
 
+def _raw_stream_request(port, extra_headers=""):
+    """A socket that has sent one streaming chat request (HTTP/1.1, keep-alive unless
+    extra_headers say otherwise), for cases that watch the connection itself."""
+    body = json.dumps(dict(CHAT, stream=True))
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(5)
+    s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{extra_headers}"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+               f"{body}").encode())
+    return s
+
+
 def case_connection_after_a_stream_gets_the_client_timeout_again():
     # A stream lifts its connection's timeout to the stream's length (an SSE client sends
     # nothing); when it ends, an idle keep-alive connection must again be closed after
     # limits.client_timeout_ms, not an hour later.
     with stack(percentage=0, extra="limits: { client_timeout_ms: 1000 }") as (o, n, r):
-        body = json.dumps(dict(CHAT, stream=True))
-        s = socket.create_connection(("127.0.0.1", r.port))
-        s.settimeout(5)
-        s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                   f"{body}").encode())
+        s = _raw_stream_request(r.port)
         data = b""
         while b"data: [DONE]" not in data:
             chunk = s.recv(65536)
@@ -459,12 +466,7 @@ def case_connection_close_is_honoured_after_a_stream():
     # A committed stream drops the headers it no longer needs (proxy.c,
     # drop_sent_headers) but must keep "Connection": evhttp reads it when the reply ends.
     with stack(percentage=0) as (o, n, r):
-        body = json.dumps(dict(CHAT, stream=True))
-        s = socket.create_connection(("127.0.0.1", r.port))
-        s.settimeout(5)
-        s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                   f"{body}").encode())
+        s = _raw_stream_request(r.port, "Connection: close\r\n")
         data = b""
         try:
             while True:
