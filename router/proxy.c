@@ -596,18 +596,7 @@ static void inspect_event(proxy_req_t *p, const char *ev, size_t len, int has_us
 {
     if (memmem(ev, len, "\"content\":\"", 11))
         p->content_events++;
-    /* The last event of a stream: chat's `data: [DONE]`, or a Responses API stream's
-     * terminal event (always named on the event's first line). */
-    const char *d;
-    size_t dlen;
-    if (len < 32 && sse_event_data(ev, len, &d, &dlen) == 0 && dlen == 6 &&
-        memcmp(d, "[DONE]", 6) == 0)
-        p->saw_end = 1;
-    else if (len > 6 && memcmp(ev, "event:", 6) == 0 &&
-             sse_event_field(ev, len, "event", &d, &dlen) == 0 &&
-             ((dlen == 18 && memcmp(d, "response.completed", 18) == 0) ||
-              (dlen == 15 && memcmp(d, "response.failed", 15) == 0) ||
-              (dlen == 19 && memcmp(d, "response.incomplete", 19) == 0)))
+    if (sse_event_is_last(ev, len))
         p->saw_end = 1;
     if (has_usage < 0)
         has_usage = usage_event_has_usage(ev, len);
@@ -1077,6 +1066,14 @@ static void report_health(proxy_req_t *p, fail_class_t cls)
  * cut short with a clean end (docs/DECISIONS.md, "HTTP/2 bursts"); failing the attempt
  * makes that a protocol error the client sees, or a retry, instead of a 200 with a
  * broken body. */
+/* The buffered answer is one whole JSON document. */
+static int buffered_json_whole(proxy_req_t *p)
+{
+    size_t n = evbuffer_get_length(p->buf);
+    const char *body = (const char *)evbuffer_pullup(p->buf, -1);
+    return n > 0 && body && body_json_complete(body, n);
+}
+
 static int json_answer_whole(proxy_req_t *p)
 {
     /* Over HTTP/1.1 libcurl holds a body to its framing (Content-Length or chunks), and
@@ -1087,9 +1084,7 @@ static int json_answer_whole(proxy_req_t *p)
     const char *ct = evhttp_find_header(&p->up_headers, "Content-Type");
     if (!ct || !strcasestr(ct, "json") || evhttp_find_header(&p->up_headers, "Content-Encoding"))
         return 1;
-    size_t n = evbuffer_get_length(p->buf);
-    const char *body = (const char *)evbuffer_pullup(p->buf, -1);
-    return n > 0 && body && body_json_complete(body, n);
+    return buffered_json_whole(p);
 }
 
 static void attempt_finished(proxy_req_t *p, CURLcode rc)
@@ -1222,11 +1217,7 @@ static int answer_complete(proxy_req_t *p)
         return 0;
     if (p->mode == MODE_STREAM)
         return p->committed && p->saw_end && evbuffer_get_length(p->buf) == 0;
-    if (p->mode != MODE_BUFFER)
-        return 0;
-    size_t n = evbuffer_get_length(p->buf);
-    const char *body = (const char *)evbuffer_pullup(p->buf, -1);
-    return body && body_json_complete(body, n);
+    return p->mode == MODE_BUFFER && buffered_json_whole(p);
 }
 
 /* libcurl 7.88 may hold an HTTP/2 stream's end until the connection gets more bytes

@@ -162,3 +162,21 @@ int sse_event_data(const char *raw, size_t len, const char **out, size_t *out_le
 {
     return sse_event_field(raw, len, "data", out, out_len);
 }
+
+static int is(const char *s, size_t n, const char *lit)
+{
+    return n == strlen(lit) && memcmp(s, lit, n) == 0;
+}
+
+int sse_event_is_last(const char *raw, size_t len)
+{
+    const char *v;
+    size_t n;
+    /* Cheap tests first: this runs on every event of every stream. */
+    if (len < 32)
+        return sse_event_data(raw, len, &v, &n) == 0 && is(v, n, "[DONE]");
+    if (len <= 6 || memcmp(raw, "event:", 6) != 0 || sse_event_field(raw, len, "event", &v, &n) != 0)
+        return 0;
+    return is(v, n, "response.completed") || is(v, n, "response.failed") ||
+           is(v, n, "response.incomplete");
+}

@@ -44,4 +44,9 @@ int sse_event_data(const char *raw, size_t len, const char **out, size_t *out_le
 int sse_event_field(const char *raw, size_t len, const char *name, const char **out,
                     size_t *out_len);
 
+/* 1 when one raw event is the last of its stream: chat's `data: [DONE]`, or a
+ * Responses API stream's terminal event (response.completed, .failed, .incomplete),
+ * which names itself on its first line. */
+int sse_event_is_last(const char *raw, size_t len);
+
 #endif

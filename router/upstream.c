@@ -213,8 +213,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
  * nothing. Pausing and resuming is the public way to make libcurl run one transfer
  * soon and read its connection (easy.c marks the connection readable: the first
  * transfer run there takes the mark, a later one reads when libcurl owes it bytes);
- * these
- * transfers are never paused otherwise (proxy.c holds instead of pausing on a
+ * these transfers are never paused otherwise (proxy.c holds instead of pausing on a
  * multiplexed connection), so no pause state is lost.
  *
  * One case is beyond this: when the end-of-stream flag is on the frame libcurl
@@ -229,10 +228,10 @@ static void on_recheck(evutil_socket_t fd, short what, void *arg)
     if (u->nudge_all) {
         u->nudge_all = 0;
         /* socket_action may open or close sockets: the table is read afresh. */
-        for (size_t fd = 0; fd < u->n_watch; fd++) {
-            sock_watch_t *w = u->watch[fd];
+        for (size_t s = 0; s < u->n_watch; s++) {
+            sock_watch_t *w = u->watch[s];
             if (w && w->ours && (w->kind & EV_READ) && !w->idle)
-                socket_action(u, (curl_socket_t)fd, CURL_CSELECT_IN);
+                socket_action(u, (curl_socket_t)s, CURL_CSELECT_IN);
         }
     }
     if (!u->recheck_head)

@@ -158,7 +158,8 @@ def case_burst_answers_end_on_either_framing():
                 # the answer. Were the re-check not delivering it, every answer would be
                 # ended on its content instead. A few may be, legitimately: the sim
                 # writes the end frame separately, and a re-check can find the answer
-                # complete ([DONE]) before that frame has arrived (1 of 55 in one run, before a grace was given).
+                # complete ([DONE]) before that frame has arrived (1 of 55 in one run,
+                # before the grace period existed).
                 check(inferred < 60 // 2,
                       f"{inferred} of 60 answers ended on their content with an end frame")
             framing = "end on its own frame" if end_frame else "end on the last data frame"

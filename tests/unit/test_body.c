@@ -239,6 +239,31 @@ static void test_sse_event_data(void **state)
     assert_int_equal(sse_event_field("data: x\n", 8, "event", &d, &n), -1);
 }
 
+/* The last event of a stream, by its data or its name; nothing else is. */
+static void test_sse_event_is_last(void **state)
+{
+    (void)state;
+    static const char *const last[] = {
+        "data: [DONE]\n\n",
+        "data:[DONE]\n\n",
+        "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{}}\n\n",
+        "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{}}\n\n",
+        "event: response.incomplete\ndata: {\"type\":\"response.incomplete\"}\n\n",
+    };
+    for (size_t i = 0; i < sizeof(last) / sizeof(last[0]); i++)
+        assert_true(sse_event_is_last(last[i], strlen(last[i])));
+    static const char *const not_last[] = {
+        "data: [DONE] \n\n",
+        "data: {\"choices\":[{\"delta\":{\"content\":\"[DONE]\"}}]}\n\n",
+        "event: response.completed_x\ndata: {\"type\":\"response.completed_x\"}\n\n",
+        "event: response.output_text.delta\ndata: {\"type\":\"response.completed\"}\n\n",
+        "data: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\"}}\n\n",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(not_last) / sizeof(not_last[0]); i++)
+        assert_false(sse_event_is_last(not_last[i], strlen(not_last[i])));
+}
+
 /* An answer body is complete when it is one whole JSON object or array. */
 static void test_json_complete(void **state)
 {
@@ -271,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_sse_event_boundaries),
         cmocka_unit_test(test_sse_split_anywhere),
         cmocka_unit_test(test_sse_event_data),
+        cmocka_unit_test(test_sse_event_is_last),
         cmocka_unit_test(test_json_complete),
     };
     return cmocka_run_group_tests_name("body", tests, NULL, NULL);
