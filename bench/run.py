@@ -849,7 +849,17 @@ def run_streams(outdir, cpu_proxy, cpu_load, n, secs, nofile, checks, with_nginx
         cert = make_cert(sdir)
         sim = start_sim(sdir, cpu_load, "slowsim", ["--chunk-ms", "1000", "--chunks", str(secs)],
                         h2_cert=cert)
-        for target in ["switchyard"] + (["switchyard-http1", "nginx"] if with_nginx else []):
+        peers = ["switchyard-http1", "nginx"] if with_nginx else []
+        # BENCH_STREAM_PEERS=none measures switchyard alone (a memory change needs no
+        # nginx run each time); the default, and the full bench, compare with both.
+        want = os.environ.get("BENCH_STREAM_PEERS", "")
+        if want:
+            asked = [] if want == "none" else want.split(",")
+            unknown = [t for t in asked if t not in peers]
+            if unknown:
+                sys.exit(f"bench: BENCH_STREAM_PEERS names {unknown}; known: {peers} or none")
+            peers = asked
+        for target in ["switchyard"] + peers:
             quiet.wait()
             results[target] = streams_one(target, sdir, sim, cpu_proxy, cpu_load, n, secs, nofile,
                                           cert=cert[0])

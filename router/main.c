@@ -20,9 +20,11 @@
 #include "admin.h"
 #include "controller.h"
 #include "config.h"
+#include "curlmem.h"
 #include "log.h"
 #include "report.h"
 #include "server.h"
+#include "upstream.h"
 
 #define DEFAULT_CONFIG "configs/switchyard.yaml"
 #define VERSION "0.1.0"
@@ -175,7 +177,8 @@ int main(int argc, char **argv)
         nofile.rlim_cur = nofile.rlim_max;
         setrlimit(RLIMIT_NOFILE, &nofile);
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    size_t exact[] = {upstream_stream_buffer_bytes()};
+    if (curlmem_init(CURL_GLOBAL_DEFAULT, exact, 1) != CURLE_OK) {
         fprintf(stderr, "switchyard: libcurl failed to initialise\n");
         return 1;
     }

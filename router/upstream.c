@@ -426,13 +426,18 @@ void upstream_free(upstream_t *u)
     free(u);
 }
 
-/* Receive buffer sizes. libcurl allocates one per running transfer (size + 1 bytes):
- * 1279 fills mimalloc's 1280-byte class, and SSE events are far smaller, so a stream
- * over HTTP/2 costs 1.3 KB instead of 5 KB (libcurl's default is 16 KiB); everything
- * else reads in 4 KiB pieces. A pooled handle has no buffer (see upstream_easy_put), so
- * it takes either size. */
-#define BUFFER_STREAM 1279L
+/* Receive buffer sizes. libcurl allocates one per running transfer (size + 1 bytes).
+ * SSE events are far smaller than libcurl's default 16 KiB, so a stream over HTTP/2
+ * reads in 1 KiB pieces: 1,025 bytes, which curlmem serves exactly (mimalloc would
+ * round it to 1,280); everything else reads in 4 KiB pieces. A pooled handle has no
+ * buffer (see upstream_easy_put), so it takes either size. */
+#define BUFFER_STREAM 1024L
 #define BUFFER_BODY 4096L
+
+size_t upstream_stream_buffer_bytes(void)
+{
+    return (size_t)BUFFER_STREAM + 1;
+}
 
 static void set_fixed_options(CURL *e)
 {
