@@ -97,6 +97,39 @@ const char *http_reason(int status)
     return "Error";
 }
 
+static const unsigned char fold[256] = {
+#define R(c) [c] = (unsigned char)(c - 'A' + 'a')
+    R('A'), R('B'), R('C'), R('D'), R('E'), R('F'), R('G'), R('H'), R('I'),
+    R('J'), R('K'), R('L'), R('M'), R('N'), R('O'), R('P'), R('Q'), R('R'),
+    R('S'), R('T'), R('U'), R('V'), R('W'), R('X'), R('Y'), R('Z'),
+#undef R
+};
+
+static inline unsigned char lower(unsigned char c)
+{
+    return fold[c] ? fold[c] : c;
+}
+
+const char *http_header(const struct evkeyvalq *headers, const char *name)
+{
+    const unsigned char *n = (const unsigned char *)name;
+    unsigned char first = lower(n[0]);
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, headers, next) {
+        const unsigned char *k = (const unsigned char *)kv->key;
+        if (lower(k[0]) != first)
+            continue;
+        if (!first)
+            return kv->value; /* both empty */
+        size_t i = 1;
+        while (n[i] && lower(k[i]) == lower(n[i]))
+            i++;
+        if (!n[i] && !k[i])
+            return kv->value;
+    }
+    return NULL;
+}
+
 int http_value_unsafe(const char *v)
 {
     /* Every header of every answer passes here: a table and no early exit, rather than
@@ -127,7 +160,7 @@ int http_secret_equal(const char *a, const char *b)
 
 const char *http_bearer(struct evkeyvalq *headers)
 {
-    const char *v = evhttp_find_header(headers, "Authorization");
+    const char *v = http_header(headers, "Authorization");
     if (!v || strncasecmp(v, "Bearer ", 7) != 0)
         return NULL;
     v += 7;

@@ -251,7 +251,7 @@ static void maybe_free(proxy_req_t *p)
 
 static const char *allowed_origin(const config_t *cfg, struct evkeyvalq *in)
 {
-    const char *o = in ? evhttp_find_header(in, "Origin") : NULL;
+    const char *o = in ? http_header(in, "Origin") : NULL;
     if (!o)
         return NULL;
     for (size_t i = 0; i < cfg->cors.n_allow_origins; i++)
@@ -784,8 +784,8 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
 /* Retry-After (seconds) or OpenAI's retry-after-ms, in milliseconds; -1 when absent. */
 static long parse_retry_after(struct evkeyvalq *h)
 {
-    const char *ms = evhttp_find_header(h, "retry-after-ms");
-    const char *sec = evhttp_find_header(h, "Retry-After");
+    const char *ms = http_header(h, "retry-after-ms");
+    const char *sec = http_header(h, "Retry-After");
     char *end = NULL;
     if (ms) {
         double v = strtod(ms, &end);
@@ -804,7 +804,7 @@ static void headers_complete(proxy_req_t *p)
 {
     p->headers_done = 1;
     p->retry_after_ms = parse_retry_after(&p->up_headers);
-    const char *ct = evhttp_find_header(&p->up_headers, "Content-Type");
+    const char *ct = http_header(&p->up_headers, "Content-Type");
     int is_sse = ct && strncasecmp(ct, "text/event-stream", 17) == 0;
     p->mode = (p->status >= 200 && p->status < 300 && is_sse) ? MODE_STREAM : MODE_BUFFER;
     long version = 0;
@@ -1086,8 +1086,8 @@ static int json_answer_whole(proxy_req_t *p)
      * provider's own broken document only: multiplexed connections only. */
     if (!p->multiplexed || p->mode != MODE_BUFFER || p->status < 200 || p->status >= 300)
         return 1;
-    const char *ct = evhttp_find_header(&p->up_headers, "Content-Type");
-    if (!ct || !strcasestr(ct, "json") || evhttp_find_header(&p->up_headers, "Content-Encoding"))
+    const char *ct = http_header(&p->up_headers, "Content-Type");
+    if (!ct || !strcasestr(ct, "json") || http_header(&p->up_headers, "Content-Encoding"))
         return 1;
     return buffered_json_whole(p);
 }
@@ -1702,7 +1702,7 @@ static int path_is_safe(const char *path)
 
 static void make_request_id(proxy_req_t *p, struct evkeyvalq *in)
 {
-    const char *given = evhttp_find_header(in, "x-request-id");
+    const char *given = http_header(in, "x-request-id");
     if (given) {
         size_t n = strlen(given);
         int ok = n > 0 && n < sizeof(p->request_id);
@@ -1736,7 +1736,7 @@ static const char *find_sticky(proxy_req_t *p, const flag_def_t *def, struct evk
         const char *v = NULL;
         switch (s->kind) {
         case FLAG_STICKY_HEADER:
-            v = evhttp_find_header(in, s->name);
+            v = http_header(in, s->name);
             break;
         case FLAG_STICKY_BODY:
             v = info ? body_string_field(info, s->name) : NULL;
@@ -1782,7 +1782,7 @@ static int build_upstream_headers(proxy_req_t *p, const config_provider_t *pv, s
     struct curl_slist *l = NULL;
     int rc = 0;
     for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++) {
-        const char *v = evhttp_find_header(in, forwarded[i]);
+        const char *v = http_header(in, forwarded[i]);
         if (v)
             rc |= add_header(&l, forwarded[i], v);
         else if (i == 0)
@@ -1791,7 +1791,7 @@ static int build_upstream_headers(proxy_req_t *p, const config_provider_t *pv, s
                                        : curl_slist_append(l, "Content-Type:");
     }
     for (size_t i = 0; i < p->cfg->n_forward_headers; i++) {
-        const char *v = evhttp_find_header(in, p->cfg->forward_headers[i]);
+        const char *v = http_header(in, p->cfg->forward_headers[i]);
         if (v)
             rc |= add_header(&l, p->cfg->forward_headers[i], v);
     }
@@ -2244,8 +2244,8 @@ static void handle_browser_stream(worker_t *w, struct evhttp_request *req, const
                     "Only GET is allowed on /v1/stream.");
         return;
     }
-    const char *model = evhttp_find_header(params, "model");
-    const char *message = evhttp_find_header(params, "message");
+    const char *model = http_header(params, "model");
+    const char *message = http_header(params, "message");
     if (!model || !*model || !message) {
         reply_early(req, cfg, origin, 400, "invalid_request_error", "missing_parameter",
                     "/v1/stream needs ?model=...&message=...");
@@ -2362,8 +2362,8 @@ void proxy_handle(struct evhttp_request *req, void *arg)
                     "The request headers are larger than this server accepts.");
         return;
     }
-    if (method == EVHTTP_REQ_OPTIONS && evhttp_find_header(in, "Origin") &&
-        evhttp_find_header(in, "Access-Control-Request-Method")) {
+    if (method == EVHTTP_REQ_OPTIONS && http_header(in, "Origin") &&
+        http_header(in, "Access-Control-Request-Method")) {
         reply_preflight(req, cur, origin);
         return;
     }
@@ -2384,7 +2384,7 @@ void proxy_handle(struct evhttp_request *req, void *arg)
     if (cur->n_clients > 0) {
         client = clientauth_find(cur, http_bearer(in));
         if (!client && is_stream)
-            client = clientauth_token_check(cur, evhttp_find_header(&params, "token"),
+            client = clientauth_token_check(cur, http_header(&params, "token"),
                                             wall_ms() / 1000, w->srv->session_secret,
                                             w->srv->session_secret_len);
         if (!client && !is_ws) {
@@ -2395,7 +2395,7 @@ void proxy_handle(struct evhttp_request *req, void *arg)
         }
     }
     if (is_ws) {
-        if (cur->cors.n_allow_origins > 0 && evhttp_find_header(in, "Origin") && !origin)
+        if (cur->cors.n_allow_origins > 0 && http_header(in, "Origin") && !origin)
             reply_early(req, cur, NULL, 403, "invalid_request_error", "origin_not_allowed",
                         "This origin may not open a WebSocket here.");
         else

@@ -537,7 +537,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 int ws_is_upgrade(struct evhttp_request *req)
 {
-    const char *up = evhttp_find_header(evhttp_request_get_input_headers(req), "Upgrade");
+    const char *up = http_header(evhttp_request_get_input_headers(req), "Upgrade");
     return up && strcasecmp(up, "websocket") == 0;
 }
 
@@ -557,9 +557,9 @@ static int accept_key(const char *key, char *out, size_t cap)
 void ws_accept(worker_t *w, struct evhttp_request *req, const config_client_t *client)
 {
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-    const char *key = evhttp_find_header(in, "Sec-WebSocket-Key");
-    const char *version = evhttp_find_header(in, "Sec-WebSocket-Version");
-    const char *conn_hdr = evhttp_find_header(in, "Connection");
+    const char *key = http_header(in, "Sec-WebSocket-Key");
+    const char *version = http_header(in, "Sec-WebSocket-Version");
+    const char *conn_hdr = http_header(in, "Connection");
     char accept[64];
     if (evhttp_request_get_command(req) != EVHTTP_REQ_GET || !key || strlen(key) != 24 ||
         !conn_hdr || !strcasestr(conn_hdr, "upgrade") || accept_key(key, accept, sizeof(accept)) < 0) {

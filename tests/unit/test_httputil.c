@@ -10,6 +10,14 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
 #include "httputil.h"
 
 static void test_value_unsafe(void **state)
@@ -50,11 +58,50 @@ static void test_secret_equal(void **state)
     assert_true(http_secret_equal("", ""));
 }
 
+/* http_header must answer exactly as evhttp_find_header does. */
+static void test_header_lookup_matches_evhttp(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {"Content-Type", "content-length", "X-User-Id", "Host",
+                                       "x-user-id", "Accept", "A", "", "Content", "\xc3\x84rger",
+                                       "retry-after-ms", "Retry-After"};
+    static const char *const names[] = {"Content-Type", "CONTENT-TYPE", "content-type",
+                                        "Content", "Content-Type2", "x-USER-id", "host", "a",
+                                        "", "B", "\xc3\xa4rger", "\xc3\x84RGER", "retry-after",
+                                        "Retry-After-Ms", "Accept", "Accepts", "Missing"};
+    const size_t nk = sizeof(keys) / sizeof(keys[0]), nn = sizeof(names) / sizeof(names[0]);
+    /* Every prefix of the key list, so absent, first, last and duplicate entries all occur. */
+    for (size_t upto = 0; upto <= nk; upto++) {
+        struct evkeyvalq h;
+        TAILQ_INIT(&h);
+        for (size_t i = 0; i < upto; i++) {
+            struct evkeyval *kv = calloc(1, sizeof(*kv));
+            char val[16];
+            snprintf(val, sizeof val, "v%zu", i);
+            kv->key = strdup(keys[i]);
+            kv->value = strdup(val);
+            TAILQ_INSERT_TAIL(&h, kv, next);
+        }
+        for (size_t j = 0; j < nn; j++) {
+            const char *want = evhttp_find_header(&h, names[j]);
+            const char *got = http_header(&h, names[j]);
+            if (want != got)
+                fail_msg("%zu headers, name \"%s\": evhttp %s, http_header %s", upto, names[j],
+                         want ? want : "NULL", got ? got : "NULL");
+        }
+        evhttp_clear_headers(&h);
+    }
+    struct evkeyvalq empty;
+    TAILQ_INIT(&empty);
+    assert_null(http_header(&empty, "Host"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_value_unsafe),
         cmocka_unit_test(test_secret_equal),
+        cmocka_unit_test(test_header_lookup_matches_evhttp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
