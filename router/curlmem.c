@@ -43,37 +43,36 @@ struct pool_node {
     slab_pool_t pool[MAX_SIZES];
     struct pool_node *next;
 };
+/* The calling thread's pools: set by curlmem_thread_attach in the threads that run
+ * transfers (the workers). Others, libcurl's resolver threads among them, use malloc,
+ * so no slab is ever cut for a thread that then ends. */
 static _Thread_local struct pool_node *my_pools;
-/* Every thread's pools, so none is lost when its thread ends (blocks of its slabs may
- * still be freed later, from any thread). */
+/* Every pool made, never freed: a block of a pool's slabs may be freed from any thread
+ * (slab.h), so each pool lives as long as the process. */
 static _Atomic(struct pool_node *) pools;
 
-static struct pool_node *pools_here(void)
+void curlmem_thread_attach(void)
 {
-    if (!my_pools) {
-        struct pool_node *n = malloc(sizeof(*n));
-        if (!n)
-            return NULL;
-        for (int i = 0; i < MAX_SIZES; i++)
-            slab_pool_init(&n->pool[i], &sized[i].arena);
-        n->next = atomic_load(&pools);
-        while (!atomic_compare_exchange_weak(&pools, &n->next, n))
-            ;
-        my_pools = n;
-    }
-    return my_pools;
+    if (my_pools || n_sized == 0)
+        return;
+    struct pool_node *n = malloc(sizeof(*n));
+    if (!n)
+        return; /* this thread uses malloc */
+    for (int i = 0; i < MAX_SIZES; i++)
+        slab_pool_init(&n->pool[i], &sized[i].arena);
+    n->next = atomic_load(&pools);
+    while (!atomic_compare_exchange_weak(&pools, &n->next, n))
+        ;
+    my_pools = n;
 }
 
 static void *from_slab(size_t n)
 {
-    if (n < size_min || n > size_max)
+    if (n < size_min || n > size_max || !my_pools)
         return NULL;
-    for (int i = 0; i < n_sized; i++) {
-        if (n == sized[i].size) {
-            struct pool_node *pn = pools_here();
-            return pn ? slab_alloc(&pn->pool[i]) : NULL;
-        }
-    }
+    for (int i = 0; i < n_sized; i++)
+        if (n == sized[i].size)
+            return slab_alloc(&my_pools->pool[i]);
     return NULL;
 }
 
@@ -204,4 +203,12 @@ size_t curlmem_slab_size(int i)
 int curlmem_owns(const void *p)
 {
     return owner_of(p) >= 0;
+}
+
+size_t curlmem_slabs_cut(void)
+{
+    size_t n = 0;
+    for (int i = 0; i < n_sized; i++)
+        n += atomic_load(&sized[i].arena.cut);
+    return n;
 }

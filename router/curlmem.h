@@ -12,8 +12,10 @@
  * sees libcurl's handles whole.
  *
  * Ownership: process-wide; set up once in main() before any thread or other libcurl
- * call, and never torn down (the handles of the last transfers may be freed after
- * curl_global_cleanup).
+ * call, and never torn down. Slabs serve only threads that called
+ * curlmem_thread_attach (the workers); any thread may free. After
+ * curl_global_cleanup libcurl must not be initialised again: a new init would put
+ * back plain malloc/free under handles still cut from slabs.
  * Errors: returns curl_global_init_mem's result; without slabs (the address range
  * refused, or nothing to gain) libcurl simply uses malloc. */
 #ifndef SWITCHYARD_CURLMEM_H
@@ -30,9 +32,14 @@ CURLcode curlmem_init(long flags, const size_t *sizes, int n);
 /* The same with another threshold (tests: 0 serves every size from slabs). */
 CURLcode curlmem_setup(long flags, const size_t *sizes, int n, size_t min_waste);
 
+/* Lets the calling thread's libcurl allocations come from slabs (a worker, at start). */
+void curlmem_thread_attach(void);
+
 /* The i-th size served from slabs (the easy handle's first), 0 past the last. */
 size_t curlmem_slab_size(int i);
 /* Whether p is a block of the slabs. */
 int curlmem_owns(const void *p);
+/* Slabs cut so far, all sizes (tests). */
+size_t curlmem_slabs_cut(void);
 
 #endif

@@ -19,6 +19,7 @@
 #include <event2/thread.h>
 #include <openssl/sha.h>
 
+#include "curlmem.h"
 #include "headguard.h"
 #include "log.h"
 #include "proxy.h"
@@ -233,6 +234,7 @@ static void *worker_main(void *arg)
 {
     worker_t *w = arg;
     headguard_attach(w->guard);
+    curlmem_thread_attach(); /* this worker's easy handles come from slabs */
     tls_worker = w;
     event_base_dispatch(w->base);
     return NULL;

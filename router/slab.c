@@ -46,9 +46,17 @@ int slab_arena_init(slab_arena_t *a, size_t block, size_t range)
     a->map_len = len;
     a->base = (char *)(((uintptr_t)m + SLAB_BYTES - 1) & ~(uintptr_t)(SLAB_BYTES - 1));
     a->end = a->base + range;
+    /* Huge pages would undo MADV_DONTNEED (khugepaged may merge a range of released
+     * slabs back into a 2 MiB page) and make one slab cost 2 MiB. */
+    madvise(a->base, range, MADV_NOHUGEPAGE);
     atomic_init(&a->next, 0);
+    atomic_init(&a->exhausted, 0);
     a->block = block;
     a->per_slab = (unsigned)((SLAB_BYTES - SLAB_HDR) / block);
+    /* An empty slab keeps the pages its header is on and gives back the rest: none on
+     * kernels with 64 KiB pages, where release is then never attempted. */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    a->keep = ((SLAB_HDR + page - 1) / page) * page;
     atomic_init(&a->cut, 0);
     atomic_init(&a->released, 0);
     return 0;
@@ -71,15 +79,29 @@ void slab_pool_init(slab_pool_t *pool, slab_arena_t *a)
 static slab_t *cut_slab(slab_pool_t *pool)
 {
     slab_arena_t *a = pool->arena;
-    size_t off = atomic_fetch_add(&a->next, SLAB_BYTES);
-    if (off >= (size_t)(a->end - a->base))
+    if (atomic_load_explicit(&a->exhausted, memory_order_relaxed))
         return NULL;
+    size_t off = atomic_fetch_add(&a->next, SLAB_BYTES);
+    if (off >= (size_t)(a->end - a->base)) {
+        atomic_store_explicit(&a->exhausted, 1, memory_order_relaxed);
+        return NULL;
+    }
     char *s = a->base + off;
-    if (mprotect(s, SLAB_BYTES, PROT_READ | PROT_WRITE) != 0)
-        return NULL; /* this slab's address range stays unused */
+    if (mprotect(s, SLAB_BYTES, PROT_READ | PROT_WRITE) != 0) {
+        /* Out of memory or of mappings: this arena stops here, rather than burning its
+         * range one failed slab at a time; the caller's malloc takes over. */
+        atomic_store_explicit(&a->exhausted, 1, memory_order_relaxed);
+        return NULL;
+    }
     slab_t *sl = (slab_t *)s;
+    sl->next_avail = NULL;
     sl->owner = pool;
+    sl->free = NULL;
     atomic_init(&sl->remote, NULL);
+    sl->used = 0;
+    sl->fresh = 0;
+    sl->listed = 0;
+    sl->kept_empty = 0;
     sl->next_all = pool->all;
     pool->all = sl;
     atomic_fetch_add(&a->cut, 1);
@@ -98,19 +120,18 @@ static void list_avail(slab_pool_t *pool, slab_t *s)
 /* Every block of s is back with its owner. */
 static void on_empty(slab_pool_t *pool, slab_t *s)
 {
-    if (pool->empty_kept < KEEP_EMPTY) {
+    slab_arena_t *a = pool->arena;
+    if (pool->empty_kept < KEEP_EMPTY || a->keep >= SLAB_BYTES ||
+        madvise((char *)s + a->keep, SLAB_BYTES - a->keep, MADV_DONTNEED) != 0) {
         s->kept_empty = 1;
         pool->empty_kept++;
         return;
     }
-    /* The header's page stays; the rest goes back to the kernel, and the blocks are
+    /* The header's page stayed; the rest went back to the kernel, and the blocks are
      * handed out afresh from the start. */
-    long page = sysconf(_SC_PAGESIZE);
-    size_t keep = ((SLAB_HDR + (size_t)page - 1) / (size_t)page) * (size_t)page;
-    madvise((char *)s + keep, SLAB_BYTES - keep, MADV_DONTNEED);
     s->free = NULL;
     s->fresh = 0;
-    atomic_fetch_add(&pool->arena->released, 1);
+    atomic_fetch_add(&a->released, 1);
 }
 
 static void give_back(slab_pool_t *pool, slab_t *s, void *p)
@@ -126,6 +147,8 @@ static void give_back(slab_pool_t *pool, slab_t *s, void *p)
 /* Takes back what other threads freed into s. */
 static void collect(slab_pool_t *pool, slab_t *s)
 {
+    if (!atomic_load_explicit(&s->remote, memory_order_relaxed))
+        return; /* no write to a slab that has nothing waiting */
     void *p = atomic_exchange_explicit(&s->remote, NULL, memory_order_acquire);
     while (p) {
         void *next = *(void **)p;
@@ -134,15 +157,21 @@ static void collect(slab_pool_t *pool, slab_t *s)
     }
 }
 
+void slab_pool_collect(slab_pool_t *pool)
+{
+    atomic_store_explicit(&pool->remote_waiting, 0, memory_order_relaxed);
+    for (slab_t *t = pool->all; t; t = t->next_all)
+        collect(pool, t);
+}
+
 void *slab_alloc(slab_pool_t *pool)
 {
     slab_arena_t *a = pool->arena;
     for (;;) {
         slab_t *s = pool->avail;
         if (!s) {
-            if (atomic_exchange_explicit(&pool->remote_waiting, 0, memory_order_acquire)) {
-                for (slab_t *t = pool->all; t; t = t->next_all)
-                    collect(pool, t);
+            if (atomic_load_explicit(&pool->remote_waiting, memory_order_relaxed)) {
+                slab_pool_collect(pool);
                 if (pool->avail)
                     continue;
             }

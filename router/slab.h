@@ -3,19 +3,21 @@
  * allocator would round up badly (curlmem.c says which and why).
  *
  * Ownership: the caller owns the arena and one slab_pool_t per thread (threads must
- * not share a pool). A slab belongs to the pool that cut it: only that pool takes
- * blocks from it. A block may be freed from any thread: by the owner it goes straight
- * back, by another thread onto the slab's atomic list, which the owner takes back
- * when it next looks for a block. No locks.
+ * not share a pool); a pool must outlive every block cut from its slabs, since a free
+ * from another thread reaches it. A slab belongs to the pool that cut it: only that
+ * pool takes blocks from it. A block may be freed from any thread: by the owner it
+ * goes straight back, by another thread onto the slab's atomic list, which the owner
+ * takes back when it runs out of slabs it knows to have room. No locks.
  *
  * Memory: a slab's pages are committed (mprotect) when it is cut; when every block of
- * a slab is free and its pool already keeps one empty slab, its pages are given back
- * (MADV_DONTNEED) and the slab is reused, zeroed, later. The reserved range itself is
- * never unmapped while the arena lives.
+ * a slab is back with its owner and the pool already keeps one empty slab, its pages
+ * but the first are given back (MADV_DONTNEED) and the slab is reused later. The
+ * reserved range itself is never unmapped while the arena lives.
  *
  * Errors: slab_arena_init returns -1 if the range cannot be reserved; slab_alloc
- * returns NULL when the range is used up or a commit fails, and the caller falls back
- * to its usual allocator. slab_owns tells the two apart at free. */
+ * returns NULL once the range is used up or a commit failed (from then on, for good),
+ * and the caller falls back to its usual allocator. slab_owns tells the two apart at
+ * free. */
 #ifndef SWITCHYARD_SLAB_H
 #define SWITCHYARD_SLAB_H
 
@@ -31,6 +33,8 @@ typedef struct {
     size_t map_len;
     char *base, *end;            /* SLAB_BYTES-aligned range of slabs */
     atomic_size_t next;          /* offset of the next slab to cut */
+    atomic_int exhausted;        /* the range is used up or a commit failed */
+    size_t keep;                 /* bytes at a slab's start never given back (its header) */
     size_t block;                /* block size, a multiple of 16 */
     unsigned per_slab;           /* blocks in one slab */
     atomic_size_t cut, released; /* counters: slabs cut, slab releases */
@@ -55,6 +59,9 @@ void slab_pool_init(slab_pool_t *pool, slab_arena_t *a);
 
 /* A block of a->block bytes, 16-byte aligned, contents undefined; NULL if none. */
 void *slab_alloc(slab_pool_t *pool);
+/* Takes back every block other threads freed into the pool's slabs; its own thread
+ * only (slab_alloc does this by itself when it runs out of slabs with room). */
+void slab_pool_collect(slab_pool_t *pool);
 /* p must be a block of this arena (slab_owns) not already free; any thread. */
 void slab_free(slab_arena_t *a, slab_pool_t *mine, void *p);
 

@@ -137,15 +137,16 @@ typedef struct {
     slab_arena_t *a;
     void **blocks;
     int n;
+    int bad; /* counted here, asserted by the main thread (cmocka is not thread-safe) */
 } job_t;
 
 static void *free_elsewhere(void *arg)
 {
     job_t *j = arg;
-    slab_pool_t mine;
+    slab_pool_t mine; /* outlives nothing of its own: it cuts no slab */
     slab_pool_init(&mine, j->a);
     for (int i = 0; i < j->n; i++) {
-        assert_true(stamped(j->blocks[i], HANDLE, (unsigned)i));
+        j->bad += !stamped(j->blocks[i], HANDLE, (unsigned)i);
         slab_free(j->a, i % 2 ? &mine : NULL, j->blocks[i]);
     }
     return NULL;
@@ -166,10 +167,11 @@ static void test_blocks_freed_by_another_thread_come_back(void **state)
             assert_non_null(p[i]);
             stamp(p[i], HANDLE, (unsigned)i);
         }
-        job_t j = {&a, p, N};
+        job_t j = {&a, p, N, 0};
         pthread_t t;
         assert_int_equal(pthread_create(&t, NULL, free_elsewhere, &j), 0);
         pthread_join(t, NULL);
+        assert_int_equal(j.bad, 0);
         assert_int_equal(atomic_load(&pool.remote_waiting), N);
     }
     /* Every round found the blocks the other thread freed: no slab past the first 50. */
@@ -222,6 +224,106 @@ static void test_random_churn_keeps_every_block_whole(void **state)
     slab_arena_free(&a);
 }
 
+/* Threads allocate and free at once, each block often freed by a thread other than
+ * the one that took it, while its owner keeps allocating: a block handed out twice,
+ * or a live block zeroed by a release, shows as a broken stamp or a taken slot. */
+#define STRESS_THREADS 4
+#define STRESS_SLOTS 512
+#define STRESS_OPS 150000
+#define STRESS_BLOCK 1025
+
+typedef struct {
+    slab_arena_t *a;
+    _Atomic(void *) *slots; /* blocks in flight between threads */
+    atomic_uchar *live;     /* one flag per block the range can hold */
+    unsigned seed;
+    atomic_int *bad;
+    slab_pool_t *pool;      /* outlives the thread: blocks of its slabs may still be out */
+} stress_t;
+
+static size_t block_index(const slab_arena_t *a, const void *p)
+{
+    size_t off = (size_t)((const char *)p - a->base);
+    return off / SLAB_BYTES * a->per_slab + off % SLAB_BYTES / a->block;
+}
+
+static void stress_free(stress_t *t, void *p)
+{
+    unsigned tag;
+    memcpy(&tag, p, sizeof tag);
+    if (!stamped(p, STRESS_BLOCK, tag) ||
+        !atomic_exchange(&t->live[block_index(t->a, p)], 0))
+        atomic_fetch_add(t->bad, 1);
+    slab_free(t->a, t->pool, p);
+}
+
+static void *stress_thread(void *arg)
+{
+    stress_t *t = arg;
+    for (unsigned op = 0; op < STRESS_OPS; op++) {
+        t->seed = t->seed * 1103515245u + 12345u;
+        unsigned i = (t->seed >> 8) % STRESS_SLOTS;
+        void *p = atomic_exchange(&t->slots[i], NULL);
+        if (p) {
+            stress_free(t, p);
+            continue;
+        }
+        p = slab_alloc(t->pool);
+        if (!p) {
+            atomic_fetch_add(t->bad, 1);
+            break;
+        }
+        if (atomic_exchange(&t->live[block_index(t->a, p)], 1))
+            atomic_fetch_add(t->bad, 1); /* handed out while still live */
+        stamp(p, STRESS_BLOCK, t->seed | 1u);
+        void *was = atomic_exchange(&t->slots[i], p);
+        if (was)
+            stress_free(t, was);
+    }
+    return NULL;
+}
+
+static void test_threads_allocating_and_freeing_each_others_blocks(void **state)
+{
+    (void)state;
+    slab_arena_t a;
+    assert_int_equal(slab_arena_init(&a, STRESS_BLOCK, 256 << 20), 0);
+    size_t n_blocks = (size_t)(a.end - a.base) / SLAB_BYTES * a.per_slab;
+    atomic_uchar *live = calloc(n_blocks, sizeof(*live));
+    _Atomic(void *) *slots = calloc(STRESS_SLOTS, sizeof(*slots));
+    slab_pool_t pools[STRESS_THREADS];
+    stress_t st[STRESS_THREADS];
+    pthread_t th[STRESS_THREADS];
+    atomic_int bad = 0;
+    for (int i = 0; i < STRESS_THREADS; i++) {
+        slab_pool_init(&pools[i], &a);
+        st[i] = (stress_t){&a, slots, live, 17u * (unsigned)i + 1u, &bad, &pools[i]};
+        assert_int_equal(pthread_create(&th[i], NULL, stress_thread, &st[i]), 0);
+    }
+    for (int i = 0; i < STRESS_THREADS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&bad), 0);
+    /* What is left in flight is whole; the slabs cut stay near what was live at once. */
+    slab_pool_t mine;
+    slab_pool_init(&mine, &a);
+    stress_t last = {&a, slots, live, 0, &bad, &mine};
+    for (int i = 0; i < STRESS_SLOTS; i++) {
+        void *p = atomic_exchange(&slots[i], NULL);
+        if (p)
+            stress_free(&last, p);
+    }
+    assert_int_equal(atomic_load(&bad), 0);
+    /* Every block came back: none lost on the way between threads. */
+    for (int i = 0; i < STRESS_THREADS; i++) {
+        slab_pool_collect(&pools[i]);
+        assert_int_equal(pools[i].in_use, 0);
+    }
+    assert_true(atomic_load(&a.cut) * a.per_slab < 8 * STRESS_SLOTS);
+    free(live);
+    free(slots);
+    slab_arena_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -231,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_bad_sizes_are_refused),
         cmocka_unit_test(test_blocks_freed_by_another_thread_come_back),
         cmocka_unit_test(test_random_churn_keeps_every_block_whole),
+        cmocka_unit_test(test_threads_allocating_and_freeing_each_others_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
