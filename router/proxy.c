@@ -1924,6 +1924,7 @@ static int start_attempt(proxy_req_t *p, int role)
         }
     }
     }
+    const char *h2_url = NULL;
     if (tls) {
         /* HTTP/2 only when asked for ("2"): through libcurl 7.88 it fails a few answers
          * in a thousand that arrive in bursts, HTTP/1.1 none (docs/DECISIONS.md, "HTTP/2
@@ -1932,8 +1933,10 @@ static int start_attempt(proxy_req_t *p, int role)
         int h2 = pv->http_version == CONFIG_HTTP_2;
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                          h2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
-        if (h2)
+        if (h2) {
             curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+            h2_url = pv->base_url; /* and waits at its origin's gate (h2gate.h) */
+        }
         if (pv->ca_file) {
             /* This CA alone, not also the system's directory; and without a CA path
              * libcurl keeps one parsed CA store instead of reading the file for every
@@ -1956,7 +1959,7 @@ static int start_attempt(proxy_req_t *p, int role)
     long first = pv->timeouts.first_byte_ms;
     struct timeval tv = {first / 1000, (first % 1000) * 1000};
     evtimer_add(p->timer, &tv);
-    if (upstream_start(p->w->up, &p->xfer) < 0)
+    if (upstream_start(p->w->up, &p->xfer, h2_url) < 0)
         return -1;
     return 0;
 }

@@ -15,8 +15,22 @@
 
 #include <event2/event_struct.h>
 
+#include "h2gate.h"
+
 #define POOL_MAX 256
 #define URL_CACHE_MAX 32
+/* Streams libcurl puts on one HTTP/2 connection (its default, set so h2gate counts
+ * with the same number). */
+#define H2_STREAMS 100
+#define GATES_MAX 16
+
+/* An HTTP/2 origin's gate (h2gate.h): its counts and the transfers waiting there. */
+typedef struct {
+    char *origin; /* "https://host:port", as the provider URL begins */
+    size_t origin_len;
+    h2gate_t n;
+    upstream_xfer_t *held_head, *held_tail;
+} gate_t;
 
 /* A parsed URL for CURLOPT_CURLU: libcurl parses a string URL again on every
  * transfer (and re-assembles it); the few provider URLs a worker uses are parsed
@@ -33,6 +47,7 @@ typedef struct {
     struct event ev;
     upstream_t *u;
     short kind;        /* EV_READ | EV_WRITE of the pending event; 0 = not pending */
+    gate_t *gate;      /* an HTTP/2 connection counted in this gate's ready */
     unsigned ours : 1;      /* opened by open_socket */
     unsigned confirmed : 1; /* ... and connected: its close reaches close_socket */
     unsigned idle : 1; /* libcurl stopped watching; the read registration stays */
@@ -54,6 +69,9 @@ struct upstream {
     int n_urls;
     sock_watch_t **watch; /* by descriptor */
     size_t n_watch;
+    gate_t gates[GATES_MAX];
+    int n_gates;
+    struct event *release_ev; /* starts waiting transfers, after the current callback */
 };
 
 static sock_watch_t *watch_get(upstream_t *u, curl_socket_t fd)
@@ -92,6 +110,8 @@ static void watch_drop(upstream_t *u, curl_socket_t fd)
     sock_watch_t *w = watch_get(u, fd);
     if (!w)
         return;
+    if (w->gate)
+        w->gate->n.ready--; /* an HTTP/2 connection went away */
     if (w->kind)
         event_del(&w->ev);
     free(w);
@@ -137,6 +157,139 @@ static void recheck_drop(upstream_t *u, upstream_xfer_t *x)
  * on_recheck) and only a read on that connection goes on. Which socket is not known:
  * CURLINFO_ACTIVESOCKET answers only once a connection is idle again. So every
  * connection socket libcurl is reading gets one read, after the current callback. */
+/* ---- HTTP/2 connection gates (h2gate.h) ----------------------------------------- */
+
+static size_t origin_len(const char *url)
+{
+    const char *p = strstr(url, "://");
+    if (!p)
+        return strlen(url);
+    p += 3;
+    return (size_t)(p + strcspn(p, "/?#") - url);
+}
+
+/* The gate of url's origin, made on first use; NULL when the table is full (that
+ * origin's transfers then start as they come, as without a gate). */
+static gate_t *gate_for(upstream_t *u, const char *url)
+{
+    size_t n = origin_len(url);
+    for (int i = 0; i < u->n_gates; i++)
+        if (u->gates[i].origin_len == n && memcmp(u->gates[i].origin, url, n) == 0)
+            return &u->gates[i];
+    if (u->n_gates == GATES_MAX)
+        return NULL;
+    gate_t *g = &u->gates[u->n_gates];
+    if (!(g->origin = strndup(url, n)))
+        return NULL;
+    g->origin_len = n;
+    u->n_gates++;
+    return g;
+}
+
+static void release_soon(upstream_t *u)
+{
+    if (!evtimer_pending(u->release_ev, NULL))
+        event_active(u->release_ev, EV_TIMEOUT, 1);
+}
+
+/* x leaves the multi (done or cancelled): its gate's counts, and a turn for whoever
+ * waits there. */
+static void gate_leave(upstream_t *u, upstream_xfer_t *x)
+{
+    gate_t *g = x->gate;
+    if (!g)
+        return;
+    g->n.running--;
+    if (x->opener)
+        g->n.opening--;
+    x->opener = 0;
+    x->opened_socket = 0;
+    x->gate = NULL;
+    if (g->held_head)
+        release_soon(u);
+}
+
+/* libcurl, right before it sends a request: the transfer has its connection. One
+ * that opened the connection makes it count as up; an opener no longer opens. Only
+ * counts change here (a libcurl callback): waiting transfers start from release_ev. */
+static int on_prereq(void *clientp, char *ip, char *local_ip, int port, int local_port)
+{
+    (void)ip;
+    (void)local_ip;
+    (void)port;
+    (void)local_port;
+    upstream_xfer_t *x = clientp;
+    gate_t *g = x->gate;
+    if (!g)
+        return CURL_PREREQFUNC_OK;
+    if (x->opened_socket) {
+        x->opened_socket = 0;
+        curl_socket_t fd = CURL_SOCKET_BAD;
+        curl_easy_getinfo(x->easy, CURLINFO_ACTIVESOCKET, &fd);
+        sock_watch_t *w = watch_get(x->u, fd);
+        if (w && w->ours && !w->gate) {
+            w->gate = g;
+            g->n.ready++;
+        }
+    }
+    if (x->opener) {
+        x->opener = 0;
+        g->n.opening--;
+    }
+    if (g->held_head)
+        release_soon(x->u);
+    return CURL_PREREQFUNC_OK;
+}
+
+static int add_now(upstream_t *u, upstream_xfer_t *x)
+{
+    if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK)
+        return -1;
+    x->active = 1;
+    return 0;
+}
+
+/* Counts x in its gate as h2gate_admit said: 0 when it may start, -1 to wait. */
+static int gate_enter(gate_t *g, upstream_xfer_t *x)
+{
+    switch (h2gate_admit(&g->n, H2_STREAMS)) {
+    case H2GATE_START:
+        break;
+    case H2GATE_START_OPENER:
+        x->opener = 1;
+        g->n.opening++;
+        break;
+    case H2GATE_WAIT:
+        return -1;
+    }
+    g->n.running++;
+    return 0;
+}
+
+static void on_release(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    upstream_t *u = arg;
+    for (int i = 0; i < u->n_gates; i++) {
+        gate_t *g = &u->gates[i];
+        while (g->held_head && gate_enter(g, g->held_head) == 0) {
+            upstream_xfer_t *x = g->held_head;
+            g->held_head = x->held_next;
+            if (!g->held_head)
+                g->held_tail = NULL;
+            x->held_next = NULL;
+            x->held = 0;
+            if (add_now(u, x) < 0) {
+                gate_leave(u, x);
+                x->active = 0;
+                if (x->on_done)
+                    x->on_done(x, CURLE_OUT_OF_MEMORY); /* may start or cancel others */
+            }
+        }
+    }
+}
+
 static void nudge_later(upstream_t *u, const upstream_xfer_t *x)
 {
     if (!x->multiplexed)
@@ -161,6 +314,7 @@ static void collect_done(upstream_t *u)
         curl_multi_remove_handle(u->multi, easy);
         if (x) {
             recheck_drop(u, x);
+            gate_leave(u, x);
             x->active = 0;
             if (x->on_done)
                 x->on_done(x, rc);
@@ -347,6 +501,7 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_so
     x->open_errno = fd == CURL_SOCKET_BAD ? errno : 0;
     if (fd == CURL_SOCKET_BAD)
         return fd;
+    x->opened_socket = 1;
     /* A watch left on this number was for a socket closed behind our back: drop it
      * before the number means a new socket. */
     watch_drop(x->u, fd);
@@ -381,7 +536,8 @@ upstream_t *upstream_new(struct event_base *base)
     u->multi = curl_multi_init();
     u->timer = evtimer_new(base, on_timer, u);
     u->recheck_ev = evtimer_new(base, on_recheck, u);
-    if (!u->multi || !u->timer || !u->recheck_ev) {
+    u->release_ev = evtimer_new(base, on_release, u);
+    if (!u->multi || !u->timer || !u->recheck_ev || !u->release_ev) {
         upstream_free(u);
         return NULL;
     }
@@ -391,6 +547,7 @@ upstream_t *upstream_new(struct event_base *base)
     curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
     /* Keep-alive connections to providers are the main saving; keep plenty. */
     curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    curl_multi_setopt(u->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)H2_STREAMS);
     /* One TLS session cache per worker instead of one per handle: a new connection to a
      * provider resumes the session, and each handle saves its own 5-slot cache (~1 KB
      * per concurrent stream). The worker is one thread: no lock callbacks needed. */
@@ -423,6 +580,10 @@ void upstream_free(upstream_t *u)
         event_free(u->timer);
     if (u->recheck_ev)
         event_free(u->recheck_ev);
+    if (u->release_ev)
+        event_free(u->release_ev);
+    for (int i = 0; i < u->n_gates; i++)
+        free(u->gates[i].origin);
     free(u);
 }
 
@@ -530,21 +691,40 @@ int upstream_set_url(upstream_t *u, CURL *easy, const char *url)
     return curl_easy_setopt(easy, CURLOPT_URL, url) == CURLE_OK ? 0 : -1;
 }
 
-int upstream_start(upstream_t *u, upstream_xfer_t *x)
+int upstream_start(upstream_t *u, upstream_xfer_t *x, const char *h2_url)
 {
     x->u = u;
     x->open_errno = 0;
     x->multiplexed = 0;
     x->delivered = 0;
+    x->gate = h2_url ? gate_for(u, h2_url) : NULL;
+    x->held = x->opener = x->opened_socket = 0;
+    x->held_next = NULL;
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
     curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
     curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETDATA, x);
     /* The connection may outlive this transfer: its close goes to the worker. */
     curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
     curl_easy_setopt(x->easy, CURLOPT_CLOSESOCKETDATA, u);
-    if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK)
+    gate_t *g = x->gate;
+    if (!g)
+        return add_now(u, x);
+    curl_easy_setopt(x->easy, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(x->easy, CURLOPT_PREREQDATA, x);
+    if (gate_enter(g, x) < 0) {
+        x->held = 1;
+        x->active = 1;
+        if (g->held_tail)
+            g->held_tail->held_next = x;
+        else
+            g->held_head = x;
+        g->held_tail = x;
+        return 0;
+    }
+    if (add_now(u, x) < 0) {
+        gate_leave(u, x);
         return -1;
-    x->active = 1;
+    }
     return 0;
 }
 
@@ -552,15 +732,33 @@ void upstream_cancel(upstream_t *u, upstream_xfer_t *x)
 {
     if (!x->active)
         return;
+    if (x->held) {
+        gate_t *g = x->gate;
+        upstream_xfer_t **pp = &g->held_head, *prev = NULL;
+        while (*pp && *pp != x) {
+            prev = *pp;
+            pp = &(*pp)->held_next;
+        }
+        if (*pp)
+            *pp = x->held_next;
+        if (g->held_tail == x)
+            g->held_tail = prev;
+        x->held_next = NULL;
+        x->held = 0;
+        x->gate = NULL;
+        x->active = 0;
+        return;
+    }
     recheck_drop(u, x);
     nudge_later(u, x);
     curl_multi_remove_handle(u->multi, x->easy);
+    gate_leave(u, x);
     x->active = 0;
 }
 
 void upstream_resume(upstream_t *u, upstream_xfer_t *x)
 {
-    if (!x->active)
+    if (!x->active || x->held)
         return;
     u->in_callback++;
     curl_easy_pause(x->easy, CURLPAUSE_CONT);

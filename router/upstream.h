@@ -43,7 +43,16 @@ struct upstream_xfer {
     unsigned multiplexed : 1; /* set by the owner: its connection is HTTP/2 */
     unsigned recheck : 1;   /* on the worker's re-check list */
     unsigned delivered : 1; /* got bytes since the last re-check */
-    upstream_xfer_t *recheck_next, *recheck_prev;
+    union {
+        struct {
+            upstream_xfer_t *recheck_next, *recheck_prev;
+        };
+        upstream_xfer_t *held_next; /* at its gate: never on the re-check list then */
+    };
+    void *gate;                 /* Upstream's own: its HTTP/2 origin's gate */
+    unsigned held : 1;          /* waiting at its gate, not in the multi yet */
+    unsigned opener : 1;        /* counted in its gate's opening */
+    unsigned opened_socket : 1; /* libcurl opened a socket for it */
 };
 
 upstream_t *upstream_new(struct event_base *base);
@@ -61,10 +70,14 @@ size_t upstream_stream_buffer_bytes(void);
 /* Sets easy's URL; a URL seen before on this worker is not parsed again. 0 or -1. */
 int upstream_set_url(upstream_t *u, CURL *easy, const char *url);
 
-/* Starts x (x->easy configured by the caller). 0 or -1. */
-int upstream_start(upstream_t *u, upstream_xfer_t *x);
+/* Starts x (x->easy configured by the caller). h2_url: the provider URL of a transfer
+ * that asks for HTTP/2, NULL for any other; such a transfer may wait in line at its
+ * origin's gate, while a connection there is being opened and none has room, and
+ * then starts by itself (h2gate.h). 0 or -1. */
+int upstream_start(upstream_t *u, upstream_xfer_t *x, const char *h2_url);
 
-/* Removes an active transfer without calling on_done. Not from libcurl callbacks. */
+/* Removes an active transfer (waiting at a gate or not) without calling on_done. Not
+ * from libcurl callbacks. */
 void upstream_cancel(upstream_t *u, upstream_xfer_t *x);
 
 /* The write callback of a transfer on a multiplexed (HTTP/2) connection reports

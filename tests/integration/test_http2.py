@@ -85,6 +85,50 @@ def case_requests_multiplex_over_few_connections():
         sim.stop()
 
 
+def case_a_burst_past_one_connection_opens_few_more():
+    """300 streams at once: one connection carries 100 (libcurl's cap), so two more are
+    needed. libcurl 7.88 alone opens one per stream that starts while the second is in
+    its TLS handshake (about 200); the origin's gate (h2gate.h) lets them wait for it."""
+    cert, key = test_cert()
+    sim = Sim("h2burst", h2_port=0, tls_cert=cert, tls_key=key, chunks=15, chunk_ms=100)
+    r = None
+    n = 300
+    try:
+        r = Router(_config(sim, cert))
+        eq(_one(r.port, -1, False)[0], 200, "first request")  # one connection, up
+        before = sim.stats()["h2_connections"]
+        ready = threading.Barrier(n)
+        conns = []
+        for i in range(n):
+            c = http.client.HTTPConnection("127.0.0.1", r.port, timeout=30)
+            c.connect()
+            conns.append(c)
+
+        def go(i):
+            c = conns[i]
+            ready.wait()
+            c.request("POST", "/v1/chat/completions", json.dumps(dict(CHAT, stream=True)),
+                      {"Content-Type": "application/json", "x-user-id": f"b{i}"})
+            resp = c.getresponse()
+            return resp.status, resp.read()
+
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
+                results = list(pool.map(go, range(n)))
+        finally:
+            for c in conns:
+                c.close()
+        for i, (status, body) in enumerate(results):
+            _check_answer(i, True, status, body, 15)
+        opened = sim.stats()["h2_connections"] - before
+        print(f"  {n} streams at once opened {opened} more HTTP/2 connections")
+        check(opened <= 3, f"{opened} connections opened for {n} streams (3 needed)")
+    finally:
+        if r:
+            r.stop()
+        sim.stop()
+
+
 def _burst_round(r, i, stream):
     t0 = time.monotonic()
     status, _, body = _one(r.port, i, stream, timeout=5)
