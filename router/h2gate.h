@@ -12,19 +12,24 @@
  *
  * So a transfer that fits on a connection that is up starts; one that does not fit
  * starts as the opener of the next connection when no other is opening; any other
- * waits until the opening connection is up (or failed). Counts are per origin:
+ * waits until the opening connection is up (or failed). An opener that failed to
+ * connect opens the gate until a connection is up again: against a provider that
+ * cannot be reached every request fails at its own connect timeout, at once, as
+ * without a gate, rather than one after the other. Counts are per origin:
  *
  *   ready    connections opened by these transfers, up, and not closed yet
  *   opening  transfers started where nothing had room, not yet connected or finished
  *   running  transfers started and not finished, openers included
+ *   failing  the last opener to end ended without a connection
  *
  * Errors: none; a count the caller gets wrong makes transfers wait for an opener, so
- * at worst starts go one at a time, never stall (an opener always ends). */
+ * at worst starts go one at a time, never stall (an opener always ends, and the
+ * caller bounds a wait by the transfer's connect timeout). */
 #ifndef SWITCHYARD_H2GATE_H
 #define SWITCHYARD_H2GATE_H
 
 typedef struct {
-    int ready, opening, running;
+    int ready, opening, running, failing;
 } h2gate_t;
 
 typedef enum { H2GATE_START, H2GATE_START_OPENER, H2GATE_WAIT } h2gate_verdict_t;
@@ -32,7 +37,7 @@ typedef enum { H2GATE_START, H2GATE_START_OPENER, H2GATE_WAIT } h2gate_verdict_t
 /* streams: streams a connection carries (libcurl's CURLMOPT_MAX_CONCURRENT_STREAMS). */
 static inline h2gate_verdict_t h2gate_admit(const h2gate_t *g, int streams)
 {
-    if (g->running - g->opening < g->ready * streams)
+    if (g->failing || g->running - g->opening < g->ready * streams)
         return H2GATE_START;
     return g->opening > 0 ? H2GATE_WAIT : H2GATE_START_OPENER;
 }

@@ -1314,6 +1314,24 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         evtimer_add(p->timer, &tv);
         return;
     }
+    if (p->xfer.held) {
+        /* In line for an HTTP/2 connection (upstream.c's gate): that is connecting,
+         * bounded by connect_ms as libcurl bounds its own. */
+        long connect = pv->timeouts.connect_ms;
+        double waited = ms_since(&p->t_attempt);
+        if (waited >= (double)connect) {
+            p->fail = FAIL_TIMEOUT_CONNECT;
+            snprintf(p->fail_detail, sizeof(p->fail_detail),
+                     "no HTTP/2 connection within %ld ms", connect);
+            upstream_cancel(p->w->up, &p->xfer);
+            attempt_finished(p, CURLE_OPERATION_TIMEDOUT);
+            return;
+        }
+        long left = connect - (long)waited;
+        struct timeval tv = {left / 1000, (left % 1000) * 1000 + 1000};
+        evtimer_add(p->timer, &tv);
+        return;
+    }
     int waiting_first = !p->committed && evbuffer_get_length(p->buf) == 0;
     long limit = waiting_first ? pv->timeouts.first_byte_ms : pv->timeouts.idle_ms;
     double idle = ms_since(waiting_first ? &p->t_attempt : &p->t_last);
@@ -1325,7 +1343,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
             evtimer_add(p->timer, &tv);
             return;
         }
-        idle -= (double)sent / 1000.0;
+        idle -= (double)sent / 1000.0 + (double)p->xfer.held_ms; /* and its wait in line */
     }
     if (idle < (double)limit) {
         long left = limit - (long)idle;
@@ -1961,6 +1979,12 @@ static int start_attempt(proxy_req_t *p, int role)
     evtimer_add(p->timer, &tv);
     if (upstream_start(p->w->up, &p->xfer, h2_url) < 0)
         return -1;
+    if (p->xfer.held && pv->timeouts.connect_ms < first) {
+        /* Waiting in line is connecting: its own, shorter limit (on_timer). */
+        long c = pv->timeouts.connect_ms;
+        struct timeval ct = {c / 1000, (c % 1000) * 1000};
+        evtimer_add(p->timer, &ct);
+    }
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event_struct.h>
@@ -188,20 +189,29 @@ static gate_t *gate_for(upstream_t *u, const char *url)
 
 static void release_soon(upstream_t *u)
 {
-    if (!evtimer_pending(u->release_ev, NULL))
-        event_active(u->release_ev, EV_TIMEOUT, 1);
+    event_active(u->release_ev, EV_TIMEOUT, 1);
 }
 
-/* x leaves the multi (done or cancelled): its gate's counts, and a turn for whoever
- * waits there. */
-static void gate_leave(upstream_t *u, upstream_xfer_t *x)
+static uint32_t now_ms32(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint32_t)((uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u);
+}
+
+/* x leaves the multi (done, failed or cancelled): its gate's counts, and a turn for
+ * whoever waits there. failed: it ended with an error of its own. */
+static void gate_leave(upstream_t *u, upstream_xfer_t *x, int failed)
 {
     gate_t *g = x->gate;
     if (!g)
         return;
     g->n.running--;
-    if (x->opener)
+    if (x->opener) {
         g->n.opening--;
+        if (failed) /* it never got its connection: let the others try theirs */
+            g->n.failing = 1;
+    }
     x->opener = 0;
     x->opened_socket = 0;
     x->gate = NULL;
@@ -223,13 +233,14 @@ static int on_prereq(void *clientp, char *ip, char *local_ip, int port, int loca
     if (!g)
         return CURL_PREREQFUNC_OK;
     if (x->opened_socket) {
+        /* CURLINFO_ACTIVESOCKET says nothing here (libcurl 7.88 answers it only for a
+         * connection idle again): socket_cb noted the socket it connected. */
         x->opened_socket = 0;
-        curl_socket_t fd = CURL_SOCKET_BAD;
-        curl_easy_getinfo(x->easy, CURLINFO_ACTIVESOCKET, &fd);
-        sock_watch_t *w = watch_get(x->u, fd);
+        sock_watch_t *w = watch_get(x->u, x->conn_fd);
         if (w && w->ours && !w->gate) {
             w->gate = g;
             g->n.ready++;
+            g->n.failing = 0;
         }
     }
     if (x->opener) {
@@ -243,6 +254,7 @@ static int on_prereq(void *clientp, char *ip, char *local_ip, int port, int loca
 
 static int add_now(upstream_t *u, upstream_xfer_t *x)
 {
+    x->conn_fd = CURL_SOCKET_BAD;
     if (curl_multi_add_handle(u->multi, x->easy) != CURLM_OK)
         return -1;
     x->active = 1;
@@ -280,8 +292,9 @@ static void on_release(evutil_socket_t fd, short what, void *arg)
                 g->held_tail = NULL;
             x->held_next = NULL;
             x->held = 0;
+            x->held_ms = now_ms32() - x->held_ms;
             if (add_now(u, x) < 0) {
-                gate_leave(u, x);
+                gate_leave(u, x, 1);
                 x->active = 0;
                 if (x->on_done)
                     x->on_done(x, CURLE_OUT_OF_MEMORY); /* may start or cancel others */
@@ -314,7 +327,7 @@ static void collect_done(upstream_t *u)
         curl_multi_remove_handle(u->multi, easy);
         if (x) {
             recheck_drop(u, x);
-            gate_leave(u, x);
+            gate_leave(u, x, rc != CURLE_OK);
             x->active = 0;
             if (x->on_done)
                 x->on_done(x, rc);
@@ -468,14 +481,31 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
             w->idle = 1;
             return 0;
         }
+        if (w->ours && w->confirmed && w->gate) {
+            /* A counted HTTP/2 connection stays counted until close_socket. */
+            if (w->kind)
+                event_del(&w->ev);
+            w->kind = 0;
+            w->idle = 1;
+            return 0;
+        }
         /* Anything else may be closed without close_socket: forget it entirely. */
         watch_drop(u, s);
         return 0;
     }
     if (!w && !(w = watch_make(u, s)))
         return -1;
-    if (what & CURL_POLL_IN)
+    if (what & CURL_POLL_IN) {
+        if (w->ours && !w->confirmed) {
+            /* libcurl reads a socket only once it is connected: this is the one it
+             * connected for this transfer (a happy-eyeballs loser never gets here). */
+            upstream_xfer_t *x = NULL;
+            curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+            if (x && x->gate && x->opened_socket)
+                x->conn_fd = s;
+        }
         w->confirmed = w->ours;
+    }
     short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0));
     w->idle = 0;
     if (w->kind == kind)
@@ -700,6 +730,7 @@ int upstream_start(upstream_t *u, upstream_xfer_t *x, const char *h2_url)
     x->gate = h2_url ? gate_for(u, h2_url) : NULL;
     x->held = x->opener = x->opened_socket = 0;
     x->held_next = NULL;
+    x->held_ms = 0;
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
     curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
     curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETDATA, x);
@@ -711,8 +742,17 @@ int upstream_start(upstream_t *u, upstream_xfer_t *x, const char *h2_url)
         return add_now(u, x);
     curl_easy_setopt(x->easy, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(x->easy, CURLOPT_PREREQDATA, x);
-    if (gate_enter(g, x) < 0) {
+    /* The gate does PIPEWAIT's waiting, and more. libcurl's own would also keep
+     * transfers pending behind a connection that then fails, each becoming the next
+     * opener when the one before fails: against an unreachable origin, n requests
+     * one connect timeout after the other. */
+    curl_easy_setopt(x->easy, CURLOPT_PIPEWAIT, 0L);
+    /* Behind others already in line, whatever the counts say: they go first. */
+    if (g->held_head || gate_enter(g, x) < 0) {
+        if (g->held_head)
+            release_soon(u);
         x->held = 1;
+        x->held_ms = now_ms32();
         x->active = 1;
         if (g->held_tail)
             g->held_tail->held_next = x;
@@ -722,7 +762,7 @@ int upstream_start(upstream_t *u, upstream_xfer_t *x, const char *h2_url)
         return 0;
     }
     if (add_now(u, x) < 0) {
-        gate_leave(u, x);
+        gate_leave(u, x, 0);
         return -1;
     }
     return 0;
@@ -752,7 +792,7 @@ void upstream_cancel(upstream_t *u, upstream_xfer_t *x)
     recheck_drop(u, x);
     nudge_later(u, x);
     curl_multi_remove_handle(u->multi, x->easy);
-    gate_leave(u, x);
+    gate_leave(u, x, 0);
     x->active = 0;
 }
 

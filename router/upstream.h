@@ -20,6 +20,8 @@
 #ifndef SWITCHYARD_UPSTREAM_H
 #define SWITCHYARD_UPSTREAM_H
 
+#include <stdint.h>
+
 #include <curl/curl.h>
 #include <event2/event.h>
 
@@ -34,22 +36,27 @@ struct upstream_xfer {
      * only notices when more bytes reach the connection. Called from a libevent
      * callback, like on_done; may cancel the transfer or free its owner. */
     void (*on_stuck)(upstream_xfer_t *x);
-    int active;     /* added to the multi and not finished */
-    int open_errno; /* errno of this transfer's last failed socket(), else 0 */
     upstream_t *u;
-    /* Upstream's own: the receive buffer size, and the re-check of transfers that
-     * libcurl may have left with bytes it will not deliver (upstream_delivered). */
-    long bufsize;
-    unsigned multiplexed : 1; /* set by the owner: its connection is HTTP/2 */
-    unsigned recheck : 1;   /* on the worker's re-check list */
-    unsigned delivered : 1; /* got bytes since the last re-check */
+    int open_errno; /* errno of this transfer's last failed socket(), else 0 */
+    /* Upstream's own from here on, but `held` and `held_ms`, which the owner reads. */
+    int bufsize;    /* the receive buffer size */
+    /* The re-check of transfers that libcurl may have left with bytes it will not
+     * deliver (upstream_delivered), or the line at an HTTP/2 gate: never both. */
     union {
         struct {
             upstream_xfer_t *recheck_next, *recheck_prev;
         };
-        upstream_xfer_t *held_next; /* at its gate: never on the re-check list then */
+        upstream_xfer_t *held_next;
     };
-    void *gate;                 /* Upstream's own: its HTTP/2 origin's gate */
+    void *gate;             /* its HTTP/2 origin's gate (h2gate.h), or NULL */
+    curl_socket_t conn_fd;  /* the socket libcurl connected for it, when it opened one */
+    /* While held: when it began waiting (ms, a monotonic clock mod 2^32); once
+     * started: how long it waited, which its first-byte clock must not count. */
+    uint32_t held_ms;
+    unsigned active : 1;        /* added to the multi (or held) and not finished */
+    unsigned multiplexed : 1;   /* set by the owner: its connection is HTTP/2 */
+    unsigned recheck : 1;       /* on the worker's re-check list */
+    unsigned delivered : 1;     /* got bytes since the last re-check */
     unsigned held : 1;          /* waiting at its gate, not in the multi yet */
     unsigned opener : 1;        /* counted in its gate's opening */
     unsigned opened_socket : 1; /* libcurl opened a socket for it */

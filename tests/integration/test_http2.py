@@ -129,6 +129,134 @@ def case_a_burst_past_one_connection_opens_few_more():
         sim.stop()
 
 
+def _tls_provider(cert, key, alpn, handshake_delay):
+    """A TLS provider that agrees on `alpn` only, waits handshake_delay seconds before each
+    handshake (a provider far away), then answers HTTP/1.1 requests; each connection in
+    a thread of its own. handshake_delay None: it never handshakes (an origin that
+    cannot be reached: the TCP connection is accepted, TLS never answers)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols([alpn])
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(256)
+    answer = json.dumps({"id": "c-1", "object": "chat.completion", "created": 1, "model": "gpt-4.1",
+                         "choices": [{"index": 0, "finish_reason": "stop",
+                                      "message": {"role": "assistant", "content": "hi"}}],
+                         "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                   "total_tokens": 2}}).encode()
+    held = []
+
+    def one(raw):
+        try:
+            if handshake_delay is None:
+                held.append(raw)  # accepted, never answered
+                return
+            time.sleep(handshake_delay)
+            c = ctx.wrap_socket(raw, server_side=True)
+            while read_http_request(c)[0]:
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n" % len(answer) + answer)
+            c.close()
+        except (OSError, ssl.SSLError):
+            raw.close()
+
+    def serve():
+        while True:
+            try:
+                raw, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=one, args=(raw,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return ls, held
+
+
+def _timed_burst(port, n):
+    """n requests at once (threads meet at a barrier first); their results and the time
+    from the start to the last answer."""
+    ready = threading.Barrier(n)
+
+    def go(i):
+        ready.wait()
+        try:
+            return _one(port, i, False, timeout=60)[0]
+        except OSError as e:
+            return repr(e)
+
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
+        results = list(pool.map(go, range(n)))
+    return results, time.monotonic() - t0
+
+
+def case_requests_waiting_for_a_connection_keep_their_connect_timeout():
+    """An origin asked for HTTP/2 that cannot be reached: while its first connection is
+    being opened the others wait in line (h2gate.h); when it fails they must not each
+    wait for the one before, but fail at their own connect timeout, together."""
+    cert, key = test_cert()
+    ls, held = _tls_provider(cert, key, "h2", None)
+    url = f"https://127.0.0.1:{ls.getsockname()[1]}/v1"
+    r = None
+    try:
+        r = Router(f"""
+listen: "127.0.0.1:0"
+workers: 1
+admin: {{ listen: "127.0.0.1:0" }}
+providers:
+  original: {{ name: openai, base_url: "{url}", http_version: "2", ca_file: "{cert}",
+              timeouts: {{ connect_ms: 300 }} }}
+  new: {{ name: relay, base_url: "{url}", http_version: "2", ca_file: "{cert}",
+         timeouts: {{ connect_ms: 300 }} }}
+""")
+        t0 = time.monotonic()
+        one = _one(r.port, 0, False, timeout=30)[0]
+        alone = time.monotonic() - t0
+        check(one >= 500, f"one request to an unreachable origin fails ({one})")
+        results, took = _timed_burst(r.port, 30)
+        check(all(isinstance(x, int) and x >= 500 for x in results),
+              f"every request failed with an answer: {sorted(set(map(str, results)))}")
+        print(f"  one request failed after {alone:.2f} s; 30 at once all failed after {took:.2f} s")
+        # In line one after the other would be ~30 x connect_ms per attempt (> 9 s).
+        check(took < 2 * alone + 1.5, f"30 requests took {took:.2f} s, one took {alone:.2f} s")
+    finally:
+        if r:
+            r.stop()
+        ls.close()
+        for c in held:
+            c.close()
+
+
+def case_an_origin_that_says_http1_is_not_held_in_line():
+    """A provider asked for HTTP/2 that agrees only on HTTP/1.1 (ALPN): a connection
+    carries one request, so none can wait for another's; after the first handshake
+    the requests connect at once, not one handshake after the other."""
+    cert, key = test_cert()
+    ls, _ = _tls_provider(cert, key, "http/1.1", 0.25)
+    url = f"https://127.0.0.1:{ls.getsockname()[1]}/v1"
+    r = None
+    try:
+        r = Router(f"""
+listen: "127.0.0.1:0"
+workers: 1
+admin: {{ listen: "127.0.0.1:0" }}
+providers:
+  original: {{ name: openai, base_url: "{url}", http_version: "2", ca_file: "{cert}" }}
+  new: {{ name: relay, base_url: "{url}", http_version: "2", ca_file: "{cert}" }}
+""")
+        eq(_one(r.port, 0, False, timeout=30)[0], 200, "first answer over HTTP/1.1")
+        results, took = _timed_burst(r.port, 20)
+        eq(results, [200] * 20, "20 answers at once")
+        print(f"  20 requests over HTTP/1.1 connections (250 ms handshakes) in {took:.2f} s")
+        # 20 handshakes one after the other would be 5 s.
+        check(took < 2.0, f"20 requests took {took:.2f} s")
+    finally:
+        if r:
+            r.stop()
+        ls.close()
+
+
 def _burst_round(r, i, stream):
     t0 = time.monotonic()
     status, _, body = _one(r.port, i, stream, timeout=5)

@@ -11,20 +11,22 @@
 static void test_verdicts(void **state)
 {
     (void)state;
-    h2gate_t g = {0, 0, 0};
+    h2gate_t g = {0, 0, 0, 0};
     assert_int_equal(h2gate_admit(&g, 100), H2GATE_START_OPENER); /* nothing yet */
-    g = (h2gate_t){0, 1, 1};
+    g = (h2gate_t){0, 1, 1, 0};
     assert_int_equal(h2gate_admit(&g, 100), H2GATE_WAIT); /* the first is opening */
-    g = (h2gate_t){1, 0, 99};
+    g = (h2gate_t){1, 0, 99, 0};
     assert_int_equal(h2gate_admit(&g, 100), H2GATE_START); /* room on the one up */
-    g = (h2gate_t){1, 0, 100};
+    g = (h2gate_t){1, 0, 100, 0};
     assert_int_equal(h2gate_admit(&g, 100), H2GATE_START_OPENER); /* full: open one */
-    g = (h2gate_t){1, 1, 101};
+    g = (h2gate_t){1, 1, 101, 0};
     assert_int_equal(h2gate_admit(&g, 100), H2GATE_WAIT); /* full, one opening */
-    g = (h2gate_t){2, 1, 150};
+    g = (h2gate_t){2, 1, 150, 0};
     assert_int_equal(h2gate_admit(&g, 100), H2GATE_START); /* room while one opens */
-    g = (h2gate_t){3, 0, 0};
+    g = (h2gate_t){3, 0, 0, 0};
     assert_int_equal(h2gate_admit(&g, 100), H2GATE_START); /* idle connections kept */
+    g = (h2gate_t){0, 0, 5, 1};
+    assert_int_equal(h2gate_admit(&g, 100), H2GATE_START); /* the origin fails: all try */
 }
 
 /* n transfers arrive at once; each opener's connection comes up after all of them
@@ -32,7 +34,7 @@ static void test_verdicts(void **state)
  * opened: exactly what n streams need. */
 static int connections_for(int n, int streams)
 {
-    h2gate_t g = {0, 0, 0};
+    h2gate_t g = {0, 0, 0, 0};
     int waiting = 0, openers = 0, opened = 0;
     for (int i = 0; i < n; i++) {
         h2gate_verdict_t v = h2gate_admit(&g, streams);
