@@ -5,8 +5,9 @@
  * so 784 bytes of each handle are lost: 7.8 MB at 10,000 streams, more than any other
  * single cost under our control (docs/PERFORMANCE.md, "Many streams"). curlmem learns
  * the handle's size from one probe handle at start and serves blocks of exactly that
- * size from slabs (slab.h), and so the receive buffers of streams (1,025 bytes: 1,280
- * from mimalloc); every other allocation goes to malloc as before.
+ * size from slabs (slab.h), and so the receive buffers (1,025 bytes for streams over
+ * HTTP/2: 1,280 from mimalloc; 4,097 for the rest: 5,120); every other allocation
+ * goes to malloc as before.
  *
  * Builds with AddressSanitizer keep every allocation with malloc, so the sanitizer
  * sees libcurl's handles whole.

@@ -177,8 +177,8 @@ int main(int argc, char **argv)
         nofile.rlim_cur = nofile.rlim_max;
         setrlimit(RLIMIT_NOFILE, &nofile);
     }
-    size_t exact[] = {upstream_stream_buffer_bytes()};
-    if (curlmem_init(CURL_GLOBAL_DEFAULT, exact, 1) != CURLE_OK) {
+    size_t exact[] = {upstream_stream_buffer_bytes(), upstream_body_buffer_bytes()};
+    if (curlmem_init(CURL_GLOBAL_DEFAULT, exact, 2) != CURLE_OK) {
         fprintf(stderr, "switchyard: libcurl failed to initialise\n");
         return 1;
     }

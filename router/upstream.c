@@ -620,14 +620,20 @@ void upstream_free(upstream_t *u)
 /* Receive buffer sizes. libcurl allocates one per running transfer (size + 1 bytes).
  * SSE events are far smaller than libcurl's default 16 KiB, so a stream over HTTP/2
  * reads in 1 KiB pieces: 1,025 bytes, which curlmem serves exactly (mimalloc would
- * round it to 1,280); everything else reads in 4 KiB pieces. A pooled handle has no
- * buffer (see upstream_easy_put), so it takes either size. */
+ * round it to 1,280); everything else reads in 4 KiB pieces: 4,097 bytes, also served
+ * exactly (mimalloc: 5,120). A pooled handle has no buffer (see upstream_easy_put),
+ * so it takes either size. */
 #define BUFFER_STREAM 1024L
 #define BUFFER_BODY 4096L
 
 size_t upstream_stream_buffer_bytes(void)
 {
     return (size_t)BUFFER_STREAM + 1;
+}
+
+size_t upstream_body_buffer_bytes(void)
+{
+    return (size_t)BUFFER_BODY + 1;
 }
 
 static void set_fixed_options(CURL *e)

@@ -70,9 +70,10 @@ void upstream_free(upstream_t *u); /* transfers must have been cancelled */
  * is asked. 0, or -1 when no handle could be made. */
 int upstream_easy_get(upstream_t *u, upstream_xfer_t *x, int small);
 void upstream_easy_put(upstream_t *u, CURL *easy);
-/* Bytes libcurl 7.88 allocates for a small receive buffer (its size + 1): main() has
- * curlmem serve this size exactly. */
+/* Bytes libcurl 7.88 allocates for a small receive buffer and for the usual one (its
+ * size + 1): main() has curlmem serve these sizes exactly. */
 size_t upstream_stream_buffer_bytes(void);
+size_t upstream_body_buffer_bytes(void);
 
 /* Sets easy's URL; a URL seen before on this worker is not parsed again. 0 or -1. */
 int upstream_set_url(upstream_t *u, CURL *easy, const char *url);
