@@ -169,21 +169,38 @@ static size_t origin_len(const char *url)
     return (size_t)(p + strcspn(p, "/?#") - url);
 }
 
-/* The gate of url's origin, made on first use; NULL when the table is full (that
- * origin's transfers then start as they come, as without a gate). */
+/* The gate of url's origin, made on first use. When the table is full (config
+ * reloads naming new origins), a gate with nothing running, waiting or connected is
+ * taken over; with none such, NULL: that origin's transfers start as they come, under
+ * libcurl's PIPEWAIT as without a gate. */
 static gate_t *gate_for(upstream_t *u, const char *url)
 {
     size_t n = origin_len(url);
     for (int i = 0; i < u->n_gates; i++)
         if (u->gates[i].origin_len == n && memcmp(u->gates[i].origin, url, n) == 0)
             return &u->gates[i];
-    if (u->n_gates == GATES_MAX)
+    char *origin = strndup(url, n);
+    if (!origin)
         return NULL;
-    gate_t *g = &u->gates[u->n_gates];
-    if (!(g->origin = strndup(url, n)))
-        return NULL;
+    gate_t *g = NULL;
+    if (u->n_gates < GATES_MAX) {
+        g = &u->gates[u->n_gates++];
+    } else {
+        for (int i = 0; i < u->n_gates && !g; i++) {
+            gate_t *c = &u->gates[i];
+            /* ready == 0: no counted socket points at it any more. */
+            if (c->n.running == 0 && c->n.opening == 0 && c->n.ready == 0 && !c->held_head)
+                g = c;
+        }
+        if (!g) {
+            free(origin);
+            return NULL;
+        }
+        free(g->origin);
+    }
+    memset(g, 0, sizeof(*g));
+    g->origin = origin;
     g->origin_len = n;
-    u->n_gates++;
     return g;
 }
 
