@@ -83,6 +83,12 @@ void metrics_end_inferred(metrics_shard_t *m, int role)
         inc(&m->ends_inferred[role], 1);
 }
 
+void metrics_connection_wait(metrics_shard_t *m, int role)
+{
+    if (m && role >= 0 && role < CONFIG_N_ROLES)
+        inc(&m->connection_waits[role], 1);
+}
+
 void metrics_record(metrics_shard_t *m, const metrics_request_t *r)
 {
     metrics_model_t *mm = model_slot(m, r->model);
@@ -296,6 +302,17 @@ char *metrics_render(metrics_shard_t *const *shards, size_t n, const config_t *c
         for (size_t s = 0; s < n; s++)
             v += get(&shards[s]->ends_inferred[p]);
         put(&o, "switchyard_upstream_ends_inferred_total{provider=\"%s\"} %llu\n", prov[p],
+            (unsigned long long)v);
+    }
+
+    put(&o, "# HELP switchyard_upstream_connection_waits_total Attempts that waited in line "
+            "for an HTTP/2 connection being opened (no open one had room).\n"
+            "# TYPE switchyard_upstream_connection_waits_total counter\n");
+    for (int p = 0; p < CONFIG_N_ROLES; p++) {
+        uint64_t v = 0;
+        for (size_t s = 0; s < n; s++)
+            v += get(&shards[s]->connection_waits[p]);
+        put(&o, "switchyard_upstream_connection_waits_total{provider=\"%s\"} %llu\n", prov[p],
             (unsigned long long)v);
     }
 

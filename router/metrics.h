@@ -77,6 +77,7 @@ typedef struct {
     /* HTTP/2 answers ended on their content because libcurl 7.88 held their end
      * (proxy.c end_stuck_answer; docs/DECISIONS.md, "HTTP/2 bursts"). */
     mcount_t ends_inferred[CONFIG_N_ROLES];
+    mcount_t connection_waits[CONFIG_N_ROLES];
 } metrics_shard_t;
 
 /* One finished client request, as the proxy saw it. */
@@ -107,6 +108,8 @@ void metrics_record(metrics_shard_t *m, const metrics_request_t *r);
 
 /* One answer from provider role ended on its content (by the shard's worker). */
 void metrics_end_inferred(metrics_shard_t *m, int role);
+/* One attempt on provider role waited in line for an HTTP/2 connection being opened. */
+void metrics_connection_wait(metrics_shard_t *m, int role);
 
 /* Prometheus text exposition (version 0.0.4) of all shards merged. */
 char *metrics_render(metrics_shard_t *const *shards, size_t n, const config_t *cfg,

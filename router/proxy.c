@@ -1979,6 +1979,8 @@ static int start_attempt(proxy_req_t *p, int role)
     evtimer_add(p->timer, &tv);
     if (upstream_start(p->w->up, &p->xfer, h2_url) < 0)
         return -1;
+    if (p->xfer.held)
+        metrics_connection_wait(p->w->metrics, role);
     if (p->xfer.held && pv->timeouts.connect_ms < first) {
         /* Waiting in line is connecting: its own, shorter limit (on_timer). */
         long c = pv->timeouts.connect_ms;

@@ -85,6 +85,12 @@ def case_requests_multiplex_over_few_connections():
         sim.stop()
 
 
+def _waits(r):
+    _, _, metrics = r.admin("GET", "/metrics")
+    return sum(float(l.rsplit(" ", 1)[1]) for l in metrics.decode().splitlines()
+               if l.startswith("switchyard_upstream_connection_waits_total{"))
+
+
 def case_a_burst_past_one_connection_opens_few_more():
     """300 streams at once: one connection carries 100 (libcurl's cap), so two more are
     needed. libcurl 7.88 alone opens one per stream that starts while the second is in
@@ -97,6 +103,12 @@ def case_a_burst_past_one_connection_opens_few_more():
         r = Router(_config(sim, cert))
         eq(_one(r.port, -1, False)[0], 200, "first request")  # one connection, up
         before = sim.stats()["h2_connections"]
+        # Fewer than a connection carries: all of them fit on the one that is up, none
+        # waits (the gate counts that connection as up).
+        results, _ = _timed_burst(r.port, 60)
+        eq(results, [200] * 60, "60 answers at once")
+        eq(sim.stats()["h2_connections"], before, "60 requests on the connection up")
+        eq(_waits(r), 0.0, "requests that waited for a connection, below capacity")
         ready = threading.Barrier(n)
         conns = []
         for i in range(n):
@@ -121,8 +133,11 @@ def case_a_burst_past_one_connection_opens_few_more():
         for i, (status, body) in enumerate(results):
             _check_answer(i, True, status, body, 15)
         opened = sim.stats()["h2_connections"] - before
-        print(f"  {n} streams at once opened {opened} more HTTP/2 connections")
+        waits = _waits(r)
+        print(f"  {n} streams at once opened {opened} more HTTP/2 connections; "
+              f"{waits:.0f} waited for one")
         check(opened <= 3, f"{opened} connections opened for {n} streams (3 needed)")
+        check(waits > 0, "past one connection's capacity, requests waited for the next")
     finally:
         if r:
             r.stop()
