@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +233,19 @@ static void render_lat(out_t *o, const char *name, const char *help, metrics_sha
     }
 }
 
+/* A counter by provider role: the mcount_t[CONFIG_N_ROLES] at `off` in every shard. */
+static void role_counter(out_t *o, metrics_shard_t *const *shards, size_t n,
+                         const char *const *prov, size_t off, const char *name, const char *help)
+{
+    put(o, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (int p = 0; p < CONFIG_N_ROLES; p++) {
+        uint64_t v = 0;
+        for (size_t s = 0; s < n; s++)
+            v += get((const mcount_t *)((const char *)shards[s] + off) + p);
+        put(o, "%s{provider=\"%s\"} %llu\n", name, prov[p], (unsigned long long)v);
+    }
+}
+
 char *metrics_render(metrics_shard_t *const *shards, size_t n, const config_t *cfg,
                      double rollout_stage_percentage)
 {
@@ -294,27 +308,13 @@ char *metrics_render(metrics_shard_t *const *shards, size_t n, const config_t *c
                     failure_name((fail_class_t)c), (unsigned long long)v);
         }
 
-    put(&o, "# HELP switchyard_upstream_ends_inferred_total HTTP/2 answers ended on their "
-            "content because libcurl held their end.\n"
-            "# TYPE switchyard_upstream_ends_inferred_total counter\n");
-    for (int p = 0; p < CONFIG_N_ROLES; p++) {
-        uint64_t v = 0;
-        for (size_t s = 0; s < n; s++)
-            v += get(&shards[s]->ends_inferred[p]);
-        put(&o, "switchyard_upstream_ends_inferred_total{provider=\"%s\"} %llu\n", prov[p],
-            (unsigned long long)v);
-    }
-
-    put(&o, "# HELP switchyard_upstream_connection_waits_total Attempts that waited in line "
-            "for an HTTP/2 connection being opened (no open one had room).\n"
-            "# TYPE switchyard_upstream_connection_waits_total counter\n");
-    for (int p = 0; p < CONFIG_N_ROLES; p++) {
-        uint64_t v = 0;
-        for (size_t s = 0; s < n; s++)
-            v += get(&shards[s]->connection_waits[p]);
-        put(&o, "switchyard_upstream_connection_waits_total{provider=\"%s\"} %llu\n", prov[p],
-            (unsigned long long)v);
-    }
+    role_counter(&o, shards, n, prov, offsetof(metrics_shard_t, ends_inferred),
+                 "switchyard_upstream_ends_inferred_total",
+                 "HTTP/2 answers ended on their content because libcurl held their end.");
+    role_counter(&o, shards, n, prov, offsetof(metrics_shard_t, connection_waits),
+                 "switchyard_upstream_connection_waits_total",
+                 "Attempts that waited in line for an HTTP/2 connection being opened (no "
+                 "open one had room).");
 
     put(&o, "# HELP switchyard_fallbacks_total Requests moved to the other provider, by the "
             "class that moved them.\n# TYPE switchyard_fallbacks_total counter\n");

@@ -144,22 +144,37 @@ def case_a_burst_past_one_connection_opens_few_more():
         sim.stop()
 
 
+_ANSWER = json.dumps({"id": "c-1", "object": "chat.completion", "created": 1, "model": "gpt-4.1",
+                      "choices": [{"index": 0, "finish_reason": "stop",
+                                   "message": {"role": "assistant", "content": "hi"}}],
+                      "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                "total_tokens": 2}}).encode()
+
+
+def _answer_http1(c):
+    """Answers each HTTP/1.1 request on c with _ANSWER until the client closes."""
+    while read_http_request(c)[0]:
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(_ANSWER) + _ANSWER)
+
+
+def _tls_listener(cert, key, alpn, backlog):
+    """A TLS server context agreeing on the protocols in alpn, and a listening socket."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(alpn)
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(backlog)
+    return ctx, ls
+
+
 def _tls_provider(cert, key, alpn, handshake_delay):
     """A TLS provider that agrees on `alpn` only, waits handshake_delay seconds before each
     handshake (a provider far away), then answers HTTP/1.1 requests; each connection in
     a thread of its own. handshake_delay None: it never handshakes (an origin that
     cannot be reached: the TCP connection is accepted, TLS never answers)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    ctx.set_alpn_protocols([alpn])
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(256)
-    answer = json.dumps({"id": "c-1", "object": "chat.completion", "created": 1, "model": "gpt-4.1",
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": "hi"}}],
-                         "usage": {"prompt_tokens": 1, "completion_tokens": 1,
-                                   "total_tokens": 2}}).encode()
+    ctx, ls = _tls_listener(cert, key, [alpn], 256)
     held = []
 
     def one(raw):
@@ -169,9 +184,7 @@ def _tls_provider(cert, key, alpn, handshake_delay):
                 return
             time.sleep(handshake_delay)
             c = ctx.wrap_socket(raw, server_side=True)
-            while read_http_request(c)[0]:
-                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\n\r\n" % len(answer) + answer)
+            _answer_http1(c)
             c.close()
         except (OSError, ssl.SSLError):
             raw.close()
@@ -206,6 +219,19 @@ def _timed_burst(port, n):
     return results, time.monotonic() - t0
 
 
+def _h2_router(url, cert, provider_extra=""):
+    """A router whose two providers are one TLS origin asked for HTTP/2."""
+    extra = f", {provider_extra}" if provider_extra else ""
+    return Router(f"""
+listen: "127.0.0.1:0"
+workers: 1
+admin: {{ listen: "127.0.0.1:0" }}
+providers:
+  original: {{ name: openai, base_url: "{url}", http_version: "2", ca_file: "{cert}"{extra} }}
+  new: {{ name: relay, base_url: "{url}", http_version: "2", ca_file: "{cert}"{extra} }}
+""")
+
+
 def case_requests_waiting_for_a_connection_keep_their_connect_timeout():
     """An origin asked for HTTP/2 that cannot be reached: while its first connection is
     being opened the others wait in line (h2gate.h); when it fails they must not each
@@ -215,16 +241,7 @@ def case_requests_waiting_for_a_connection_keep_their_connect_timeout():
     url = f"https://127.0.0.1:{ls.getsockname()[1]}/v1"
     r = None
     try:
-        r = Router(f"""
-listen: "127.0.0.1:0"
-workers: 1
-admin: {{ listen: "127.0.0.1:0" }}
-providers:
-  original: {{ name: openai, base_url: "{url}", http_version: "2", ca_file: "{cert}",
-              timeouts: {{ connect_ms: 300 }} }}
-  new: {{ name: relay, base_url: "{url}", http_version: "2", ca_file: "{cert}",
-         timeouts: {{ connect_ms: 300 }} }}
-""")
+        r = _h2_router(url, cert, "timeouts: { connect_ms: 300 }")
         t0 = time.monotonic()
         one = _one(r.port, 0, False, timeout=30)[0]
         alone = time.monotonic() - t0
@@ -252,14 +269,7 @@ def case_an_origin_that_says_http1_is_not_held_in_line():
     url = f"https://127.0.0.1:{ls.getsockname()[1]}/v1"
     r = None
     try:
-        r = Router(f"""
-listen: "127.0.0.1:0"
-workers: 1
-admin: {{ listen: "127.0.0.1:0" }}
-providers:
-  original: {{ name: openai, base_url: "{url}", http_version: "2", ca_file: "{cert}" }}
-  new: {{ name: relay, base_url: "{url}", http_version: "2", ca_file: "{cert}" }}
-""")
+        r = _h2_router(url, cert)
         eq(_one(r.port, 0, False, timeout=30)[0], 200, "first answer over HTTP/1.1")
         results, took = _timed_burst(r.port, 20)
         eq(results, [200] * 20, "20 answers at once")
@@ -404,17 +414,7 @@ def case_stalled_client_does_not_stall_its_connection():
 def _alpn_server(cert, key, seen):
     """A TLS provider offering h2 and http/1.1 by ALPN; answers HTTP/1.1 and records which
     protocol each connection agreed on."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    ctx.set_alpn_protocols(["h2", "http/1.1"])
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(8)
-    answer = json.dumps({"id": "c-1", "object": "chat.completion", "created": 1, "model": "gpt-4.1",
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": "hi"}}],
-                         "usage": {"prompt_tokens": 1, "completion_tokens": 1,
-                                   "total_tokens": 2}}).encode()
+    ctx, ls = _tls_listener(cert, key, ["h2", "http/1.1"], 8)
 
     def serve():
         while True:
@@ -426,9 +426,7 @@ def _alpn_server(cert, key, seen):
                 c = ctx.wrap_socket(raw, server_side=True)
                 seen.append(c.selected_alpn_protocol())
                 if c.selected_alpn_protocol() == "http/1.1":
-                    while read_http_request(c)[0]:
-                        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                  b"Content-Length: %d\r\n\r\n" % len(answer) + answer)
+                    _answer_http1(c)
                 c.close()
             except (OSError, ssl.SSLError):
                 raw.close()
