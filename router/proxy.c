@@ -1952,8 +1952,10 @@ static int start_attempt(proxy_req_t *p, int role)
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                          h2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
         if (h2) {
+            /* It waits at its origin's gate (h2gate.h), which turns PIPEWAIT off again;
+             * PIPEWAIT is what is left when no gate could be had (a full table). */
             curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-            h2_url = pv->base_url; /* and waits at its origin's gate (h2gate.h) */
+            h2_url = pv->base_url;
         }
         if (pv->ca_file) {
             /* This CA alone, not also the system's directory; and without a CA path

@@ -152,12 +152,6 @@ static void recheck_drop(upstream_t *u, upstream_xfer_t *x)
     x->recheck_next = x->recheck_prev = NULL;
 }
 
-/* A transfer leaving a multiplexed connection early (cancelled, failed, or while
- * re-checked) may leave libcurl 7.88 with frames it read for the other streams there
- * and has not processed: it stopped on the leaving stream's full buffer (see
- * on_recheck) and only a read on that connection goes on. Which socket is not known:
- * CURLINFO_ACTIVESOCKET answers only once a connection is idle again. So every
- * connection socket libcurl is reading gets one read, after the current callback. */
 /* ---- HTTP/2 connection gates (h2gate.h) ----------------------------------------- */
 
 static size_t origin_len(const char *url)
@@ -179,12 +173,9 @@ static gate_t *gate_for(upstream_t *u, const char *url)
     for (int i = 0; i < u->n_gates; i++)
         if (u->gates[i].origin_len == n && memcmp(u->gates[i].origin, url, n) == 0)
             return &u->gates[i];
-    char *origin = strndup(url, n);
-    if (!origin)
-        return NULL;
     gate_t *g = NULL;
     if (u->n_gates < GATES_MAX) {
-        g = &u->gates[u->n_gates++];
+        g = &u->gates[u->n_gates];
     } else {
         for (int i = 0; i < u->n_gates && !g; i++) {
             gate_t *c = &u->gates[i];
@@ -192,12 +183,16 @@ static gate_t *gate_for(upstream_t *u, const char *url)
             if (c->n.running == 0 && c->n.opening == 0 && c->n.ready == 0 && !c->held_head)
                 g = c;
         }
-        if (!g) {
-            free(origin);
+        if (!g)
             return NULL;
-        }
-        free(g->origin);
     }
+    char *origin = strndup(url, n);
+    if (!origin)
+        return NULL;
+    if (g == &u->gates[u->n_gates])
+        u->n_gates++;
+    else
+        free(g->origin);
     memset(g, 0, sizeof(*g));
     g->origin = origin;
     g->origin_len = n;
@@ -311,7 +306,7 @@ static void on_release(evutil_socket_t fd, short what, void *arg)
             x->held = 0;
             x->held_ms = now_ms32() - x->held_ms;
             if (add_now(u, x) < 0) {
-                gate_leave(u, x, 1);
+                gate_leave(u, x, 0); /* our own failure, not the origin's */
                 x->active = 0;
                 if (x->on_done)
                     x->on_done(x, CURLE_OUT_OF_MEMORY); /* may start or cancel others */
@@ -320,6 +315,12 @@ static void on_release(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A transfer leaving a multiplexed connection early (cancelled, failed, or while
+ * re-checked) may leave libcurl 7.88 with frames it read for the other streams there
+ * and has not processed: it stopped on the leaving stream's full buffer (see
+ * on_recheck) and only a read on that connection goes on. Which socket is not known:
+ * CURLINFO_ACTIVESOCKET answers only once a connection is idle again. So every
+ * connection socket libcurl is reading gets one read, after the current callback. */
 static void nudge_later(upstream_t *u, const upstream_xfer_t *x)
 {
     if (!x->multiplexed)
