@@ -128,7 +128,6 @@ struct proxy_req {
     sse_scanner_t sse;
     unsigned paused : 1;      /* the client stopped reading: its stall clock runs */
     unsigned held : 1;        /* ... and the transfer goes on (multiplexed), not paused */
-    unsigned multiplexed : 1; /* this attempt's connection is HTTP/2 */
     unsigned hold_full : 1;   /* held CLIENT_HOLD_MAX bytes: drop the client now */
     unsigned saw_end : 1;     /* the stream's last event ([DONE], response.completed) */
     unsigned sse_started : 1;
@@ -729,7 +728,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
     if (p->client_gone || p->fail != FAIL_NONE)
         return CURL_WRITEFUNC_ERROR;
     clock_gettime(CLOCK_MONOTONIC, &p->t_last);
-    if (p->multiplexed)
+    if (p->xfer.multiplexed)
         upstream_delivered(&p->xfer, len);
     if (p->mode != MODE_STREAM) {
         if (evbuffer_get_length(p->buf) + len > RESPONSE_MAX) {
@@ -746,7 +745,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
         if (!p->paused) {
             /* The client is not reading: give it client_stall_ms to start again. */
             p->paused = 1;
-            p->held = p->multiplexed;
+            p->held = p->xfer.multiplexed;
             p->paused_at_ms = now_ms();
             long stall = p->cfg->limits.client_stall_ms;
             struct timeval tv = {stall / 1000, (stall % 1000) * 1000};
@@ -809,14 +808,13 @@ static void headers_complete(proxy_req_t *p)
     p->mode = (p->status >= 200 && p->status < 300 && is_sse) ? MODE_STREAM : MODE_BUFFER;
     long version = 0;
     curl_easy_getinfo(p->xfer.easy, CURLINFO_HTTP_VERSION, &version);
-    p->multiplexed = version >= CURL_HTTP_VERSION_2_0;
-    p->xfer.multiplexed = p->multiplexed;
+    p->xfer.multiplexed = version >= CURL_HTTP_VERSION_2_0;
     /* Over HTTP/2 libcurl 7.88 sends the body through a 64 KiB upload buffer that it
      * keeps until the transfer ends: 4 KB of memory per open stream. Once the body is
      * sent, setting the option frees it (see upstream_can_trim_upload). Streams stay
      * open for minutes; what the sent request held is dropped here. */
     if (upstream_can_trim_upload() && request_sent(p)) {
-        if (p->multiplexed)
+        if (p->xfer.multiplexed)
             curl_easy_setopt(p->xfer.easy, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
         /* The request headers are only read to build the request (7.88: nothing on the
          * answer's path without HTTP auth), and no retry follows an answer. */
@@ -1066,11 +1064,6 @@ static void report_health(proxy_req_t *p, fail_class_t cls)
     p->attempt_is_probe = 0;
 }
 
-/* A buffered 2xx answer labelled JSON (and not encoded) must be one whole JSON
- * document before it is passed on. Through libcurl 7.88's HTTP/2 a body once arrived
- * cut short with a clean end (docs/DECISIONS.md, "HTTP/2 bursts"); failing the attempt
- * makes that a protocol error the client sees, or a retry, instead of a 200 with a
- * broken body. */
 /* The buffered answer is one whole JSON document. */
 static int buffered_json_whole(proxy_req_t *p)
 {
@@ -1079,12 +1072,17 @@ static int buffered_json_whole(proxy_req_t *p)
     return n > 0 && body && body_json_complete(body, n);
 }
 
+/* A buffered 2xx answer labelled JSON (and not encoded) must be one whole JSON
+ * document before it is passed on. Through libcurl 7.88's HTTP/2 a body once arrived
+ * cut short with a clean end (docs/DECISIONS.md, "HTTP/2 bursts"); failing the attempt
+ * makes that a protocol error the client sees, or a retry, instead of a 200 with a
+ * broken body. */
 static int json_answer_whole(proxy_req_t *p)
 {
     /* Over HTTP/1.1 libcurl holds a body to its framing (Content-Length or chunks), and
      * the check would cost every answer ~6k instructions (3.6%, callgrind) for a
      * provider's own broken document only: multiplexed connections only. */
-    if (!p->multiplexed || p->mode != MODE_BUFFER || p->status < 200 || p->status >= 300)
+    if (!p->xfer.multiplexed || p->mode != MODE_BUFFER || p->status < 200 || p->status >= 300)
         return 1;
     const char *ct = http_header(&p->up_headers, "Content-Type");
     if (!ct || !strcasestr(ct, "json") || http_header(&p->up_headers, "Content-Encoding"))
@@ -1327,7 +1325,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
             attempt_finished(p, CURLE_OPERATION_TIMEDOUT);
             return;
         }
+        /* Back no later than first_byte_ms: released meanwhile, the request is sent
+         * and its first-byte limit runs. */
         long left = connect - (long)waited;
+        left = left < pv->timeouts.first_byte_ms ? left : pv->timeouts.first_byte_ms;
         struct timeval tv = {left / 1000, (left % 1000) * 1000 + 1000};
         evtimer_add(p->timer, &tv);
         return;
@@ -1853,7 +1854,6 @@ static int start_attempt(proxy_req_t *p, int role)
     p->paused = 0;
     p->held = 0;
     p->hold_full = 0;
-    p->multiplexed = 0;
     p->saw_end = 0;
     p->timer_mode = TIMER_ATTEMPT;
     sse_scanner_init(&p->sse);
@@ -1976,19 +1976,16 @@ static int start_attempt(proxy_req_t *p, int role)
 
     clock_gettime(CLOCK_MONOTONIC, &p->t_attempt);
     p->t_last = p->t_attempt;
-    long first = pv->timeouts.first_byte_ms;
-    struct timeval tv = {first / 1000, (first % 1000) * 1000};
-    evtimer_add(p->timer, &tv);
     if (upstream_start(p->w->up, &p->xfer, h2_url) < 0)
         return -1;
-    if (p->xfer.held)
+    long wait = pv->timeouts.first_byte_ms;
+    if (p->xfer.held) {
+        /* In line for an HTTP/2 connection: that is connecting, with its own limit. */
         metrics_connection_wait(p->w->metrics, role);
-    if (p->xfer.held && pv->timeouts.connect_ms < first) {
-        /* Waiting in line is connecting: its own, shorter limit (on_timer). */
-        long c = pv->timeouts.connect_ms;
-        struct timeval ct = {c / 1000, (c % 1000) * 1000};
-        evtimer_add(p->timer, &ct);
+        wait = pv->timeouts.connect_ms < wait ? pv->timeouts.connect_ms : wait;
     }
+    struct timeval tv = {wait / 1000, (wait % 1000) * 1000};
+    evtimer_add(p->timer, &tv);
     return 0;
 }
 

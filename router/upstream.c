@@ -199,6 +199,34 @@ static gate_t *gate_for(upstream_t *u, const char *url)
     return g;
 }
 
+/* The gate's line: first in, first out; a client that leaves takes its request out
+ * wherever it stands. */
+static void held_append(gate_t *g, upstream_xfer_t *x)
+{
+    x->held = 1;
+    x->held_next = NULL;
+    if (g->held_tail)
+        g->held_tail->held_next = x;
+    else
+        g->held_head = x;
+    g->held_tail = x;
+}
+
+static void held_remove(gate_t *g, upstream_xfer_t *x)
+{
+    upstream_xfer_t **pp = &g->held_head, *prev = NULL;
+    while (*pp && *pp != x) {
+        prev = *pp;
+        pp = &(*pp)->held_next;
+    }
+    if (*pp)
+        *pp = x->held_next;
+    if (g->held_tail == x)
+        g->held_tail = prev;
+    x->held_next = NULL;
+    x->held = 0;
+}
+
 static void release_soon(upstream_t *u)
 {
     event_active(u->release_ev, EV_TIMEOUT, 1);
@@ -299,11 +327,7 @@ static void on_release(evutil_socket_t fd, short what, void *arg)
         gate_t *g = &u->gates[i];
         while (g->held_head && gate_enter(g, g->held_head) == 0) {
             upstream_xfer_t *x = g->held_head;
-            g->held_head = x->held_next;
-            if (!g->held_head)
-                g->held_tail = NULL;
-            x->held_next = NULL;
-            x->held = 0;
+            held_remove(g, x);
             x->held_ms = now_ms32() - x->held_ms;
             if (add_now(u, x) < 0) {
                 gate_leave(u, x, 0); /* our own failure, not the origin's */
@@ -775,14 +799,9 @@ int upstream_start(upstream_t *u, upstream_xfer_t *x, const char *h2_url)
     if (g->held_head || gate_enter(g, x) < 0) {
         if (g->held_head)
             release_soon(u);
-        x->held = 1;
+        held_append(g, x);
         x->held_ms = now_ms32();
         x->active = 1;
-        if (g->held_tail)
-            g->held_tail->held_next = x;
-        else
-            g->held_head = x;
-        g->held_tail = x;
         return 0;
     }
     if (add_now(u, x) < 0) {
@@ -797,18 +816,7 @@ void upstream_cancel(upstream_t *u, upstream_xfer_t *x)
     if (!x->active)
         return;
     if (x->held) {
-        gate_t *g = x->gate;
-        upstream_xfer_t **pp = &g->held_head, *prev = NULL;
-        while (*pp && *pp != x) {
-            prev = *pp;
-            pp = &(*pp)->held_next;
-        }
-        if (*pp)
-            *pp = x->held_next;
-        if (g->held_tail == x)
-            g->held_tail = prev;
-        x->held_next = NULL;
-        x->held = 0;
+        held_remove(x->gate, x);
         x->gate = NULL;
         x->active = 0;
         return;

@@ -151,9 +151,13 @@ _ANSWER = json.dumps({"id": "c-1", "object": "chat.completion", "created": 1, "m
                                 "total_tokens": 2}}).encode()
 
 
-def _answer_http1(c):
-    """Answers each HTTP/1.1 request on c with _ANSWER until the client closes."""
+def _answer_http1(c, delay=0.0):
+    """Answers each HTTP/1.1 request on c with _ANSWER, delay seconds after it, until the
+    client closes. delay None: it reads the requests and never answers."""
     while read_http_request(c)[0]:
+        if delay is None:
+            continue
+        time.sleep(delay)
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(_ANSWER) + _ANSWER)
 
@@ -169,11 +173,12 @@ def _tls_listener(cert, key, alpn, backlog):
     return ctx, ls
 
 
-def _tls_provider(cert, key, alpn, handshake_delay):
+def _tls_provider(cert, key, alpn, handshake_delay, answer_delay=0.0):
     """A TLS provider that agrees on `alpn` only, waits handshake_delay seconds before each
-    handshake (a provider far away), then answers HTTP/1.1 requests; each connection in
-    a thread of its own. handshake_delay None: it never handshakes (an origin that
-    cannot be reached: the TCP connection is accepted, TLS never answers)."""
+    handshake (a provider far away), then answers HTTP/1.1 requests (see _answer_http1
+    for answer_delay); each connection in a thread of its own. handshake_delay None: it
+    never handshakes (an origin that cannot be reached: the TCP connection is accepted,
+    TLS never answers)."""
     ctx, ls = _tls_listener(cert, key, [alpn], 256)
     held = []
 
@@ -184,7 +189,7 @@ def _tls_provider(cert, key, alpn, handshake_delay):
                 return
             time.sleep(handshake_delay)
             c = ctx.wrap_socket(raw, server_side=True)
-            _answer_http1(c)
+            _answer_http1(c, answer_delay)
             c.close()
         except (OSError, ssl.SSLError):
             raw.close()
@@ -219,7 +224,7 @@ def _timed_burst(port, n):
     return results, time.monotonic() - t0
 
 
-def _h2_router(url, cert, provider_extra=""):
+def _h2_router(url, cert, provider_extra="", extra_config=""):
     """A router whose two providers are one TLS origin asked for HTTP/2."""
     extra = f", {provider_extra}" if provider_extra else ""
     return Router(f"""
@@ -229,6 +234,7 @@ admin: {{ listen: "127.0.0.1:0" }}
 providers:
   original: {{ name: openai, base_url: "{url}", http_version: "2", ca_file: "{cert}"{extra} }}
   new: {{ name: relay, base_url: "{url}", http_version: "2", ca_file: "{cert}"{extra} }}
+{extra_config}
 """)
 
 
@@ -258,6 +264,36 @@ def case_requests_waiting_for_a_connection_keep_their_connect_timeout():
         ls.close()
         for c in held:
             c.close()
+
+
+def case_a_wait_in_line_is_not_taken_from_the_first_byte_limit():
+    """Requests held at the gate while an origin's first connection is opened (400 ms
+    handshakes, longer than first_byte_ms) keep their whole first_byte_ms once sent:
+    answered 200 ms after the request, each is a 200 under first_byte_ms 300. One that
+    is never answered times out first_byte_ms after its request, not at connect_ms."""
+    cert, key = test_cert()
+    limits = "timeouts: { connect_ms: 5000, first_byte_ms: 300 }"
+    one_attempt = "fallback: { max_attempts: 1 }"
+    for answer_delay in (0.2, None):
+        ls, _ = _tls_provider(cert, key, "http/1.1", 0.4, answer_delay)
+        url = f"https://127.0.0.1:{ls.getsockname()[1]}/v1"
+        r = None
+        try:
+            r = _h2_router(url, cert, limits, one_attempt)
+            results, took = _timed_burst(r.port, 6)
+            check(_waits(r) > 0, "some requests waited in line")
+            if answer_delay is not None:
+                eq(results, [200] * 6, "answers 200 ms after the request, first_byte_ms 300")
+                print(f"  6 requests through a 400 ms handshake line answered in {took:.2f} s")
+            else:
+                eq(results, [504] * 6, "never answered: first-byte timeouts")
+                print(f"  6 requests never answered timed out after {took:.2f} s")
+                # line 0.4 + own handshake 0.4 + first_byte 0.3; connect_ms would be 5 s
+                check(took < 2.5, f"timed out after {took:.2f} s, connect_ms is 5 s")
+        finally:
+            if r:
+                r.stop()
+            ls.close()
 
 
 def case_an_origin_that_says_http1_is_not_held_in_line():
