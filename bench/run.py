@@ -199,14 +199,15 @@ def children(pid):
     return out
 
 
-def cpu_seconds(pids):
+def cpu_seconds(pids, user_only=False):
+    """CPU time of the processes: user + system, or user mode alone."""
     total = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/stat") as f:
                 st = f.read()
             fields = st[st.rindex(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            total += int(fields[11]) + (0 if user_only else int(fields[12]))  # utime, stime
         except (OSError, ValueError, IndexError):
             pass
     return total / CLK_TCK
@@ -546,17 +547,22 @@ def measure(stack, target, cpu_load, case, secs, outdir, tag):
     proc = stack["sim"] if target == "direct" else stack[target]
     pids = proc.pids()
     sim_pids = stack["sim"].pids()
-    c0, s0, k0, w0, t0 = (cpu_seconds(pids), cpu_seconds(sim_pids), machine_ticks(),
-                          children_cpu(), time.monotonic())
+    c0, u0, s0, k0, w0, t0 = (cpu_seconds(pids), cpu_seconds(pids, True),
+                              cpu_seconds(sim_pids), machine_ticks(), children_cpu(),
+                              time.monotonic())
     w = run_wrk(cpu_load, proc.port, conns, secs, stream, outdir, tag)
-    c1, s1, k1, w1, t1 = (cpu_seconds(pids), cpu_seconds(sim_pids), machine_ticks(),
-                          children_cpu(), time.monotonic())
+    c1, u1, s1, k1, w1, t1 = (cpu_seconds(pids), cpu_seconds(pids, True),
+                              cpu_seconds(sim_pids), machine_ticks(), children_cpu(),
+                              time.monotonic())
     rss, hwm = mem_kb(pids)
     if "failed" in w:
         return w
     wall = t1 - t0
     w["cpu_pct"] = (c1 - c0) / wall * 100.0
     w["cpu_us_per_req"] = (c1 - c0) * 1e6 / w["requests"] if w["requests"] else 0.0
+    # The kernel's share (sockets, epoll) is about the same for any proxy of this shape;
+    # user mode is what the proxy's own code and libraries add.
+    w["user_us_per_req"] = (u1 - u0) * 1e6 / w["requests"] if w["requests"] else 0.0
     w["rss_kb"], w["hwm_kb"] = rss, hwm
     busy = {c: (k1[c][0] - k0[c][0]) / CLK_TCK for c in k1 if c in k0}
     steal = sum((k1[c][1] - k0[c][1]) / CLK_TCK for c in k1 if c in k0)
@@ -601,8 +607,9 @@ def med(vals):
 def summarize(runs):
     """Medians of one target's rounds in one case."""
     ok = [r for r in runs if "failed" not in r]
-    s = {k: med([r[k] for r in ok]) for k in ("rps", "p50", "p99", "cpu_pct", "cpu_us_per_req",
-                                               "load_pct", "other_pct", "steal_pct")}
+    keys = ("rps", "p50", "p99", "cpu_pct", "cpu_us_per_req", "user_us_per_req", "load_pct",
+            "other_pct", "steal_pct")
+    s = {k: med([r[k] for r in ok]) for k in keys}
     s["other_max"] = max([r["other_pct"] for r in ok], default=None)
     s["rss_mb"] = med([r["rss_kb"] / 1024 for r in ok])
     s["hwm_mb"] = max([r["hwm_kb"] / 1024 for r in ok], default=None)
@@ -635,7 +642,7 @@ def render_case(case, res, secs, rounds):
 
     lines = [f"{name}: {what}   ({rounds} x {secs} s per target, medians)",
              f"  {'target':<11}{'req/s':>8}{'p50':>9}{'p99':>9}{'+p50':>9}{'+p99':>9}"
-             f"{'errors':>7}{'CPU%':>6}{'us/req':>8}{'RSS MB':>7}{'peak':>6}"
+             f"{'errors':>7}{'CPU%':>6}{'us/req':>8}{'user':>6}{'RSS MB':>7}{'peak':>6}"
              f"{'load%':>7}{'other%':>7}"]
     for t, s in zip(TARGETS, (d, n, y)):
         err = str(s["errors"]) + ("" if not s["failed_runs"] else f"+{s['failed_runs']}r")
@@ -645,7 +652,8 @@ def render_case(case, res, secs, rounds):
         a99 = None if t == "direct" else added(s, "p99")
         lines.append(f"  {t:<11}{num(s['rps']):>8}{fmt_lat(s['p50']):>9}{fmt_lat(s['p99']):>9}"
                      f"{fmt_added(a50):>9}{fmt_added(a99):>9}{err:>7}{num(s['cpu_pct']):>6}"
-                     f"{num(s['cpu_us_per_req'], '{:.1f}'):>8}{rss:>7}{hwm:>6}"
+                     f"{num(s['cpu_us_per_req'], '{:.1f}'):>8}"
+                     f"{num(s['user_us_per_req'], '{:.1f}'):>6}{rss:>7}{hwm:>6}"
                      f"{num(s['load_pct']):>7}{num(s['other_pct']):>7}")
 
     def r(k):
@@ -658,6 +666,7 @@ def render_case(case, res, secs, rounds):
 
     lines.append(f"  {'sy/nginx':<11}{r('rps'):>8}{r('p50'):>9}{r('p99'):>9}{radd('p50'):>9}"
                  f"{radd('p99'):>9}{'':>7}{r('cpu_pct'):>6}{r('cpu_us_per_req'):>8}"
+                 f"{r('user_us_per_req'):>6}"
                  f"{r('rss_mb'):>7}{r('hwm_mb'):>6}")
     for t, s in zip(TARGETS, (d, n, y)):
         if s["error_kinds"] or s["failed_runs"]:
