@@ -525,3 +525,147 @@ def case_json_answer_cut_short_is_a_protocol_error():
         if r:
             r.stop()
         sim.stop()
+
+
+class _Forwarder:
+    """A TCP port that relays each connection to the sim's TLS port: another origin
+    (its own port) for the same provider. close_all() hangs up every connection made
+    through it so far, as a provider that closes idle connections would."""
+
+    def __init__(self, target_port):
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(512)
+        self.port = self.ls.getsockname()[1]
+        self.target = target_port
+        self.conns = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns.append((c, up))
+            threading.Thread(target=self._pipe, args=(c, up), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, c), daemon=True).start()
+
+    def close_all(self):
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for pair in conns:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def count(self):
+        with self.lock:
+            return len(self.conns)
+
+    def stop(self):
+        self.close_all()
+        self.ls.close()
+
+
+def case_many_origins_over_reloads_keep_their_gate():
+    """A worker keeps 16 origins' gates. Reloads that name new origins fill the table;
+    a gate whose connections are all gone is taken over by the next new origin, so a
+    burst there still waits for the connection being opened instead of opening one per
+    stream: with no takeover (no gate, PIPEWAIT alone) this burst opened 145 and 150
+    connections where 2 are needed."""
+    cert, key = test_cert()
+    sim = Sim("h2many", h2_port=0, tls_cert=cert, tls_key=key, chunks=15, chunk_ms=100)
+    sim_port = int(sim.h2_url.rsplit(":", 1)[1].split("/", 1)[0])
+    fwd = [_Forwarder(sim_port) for _ in range(18)]
+    r = None
+
+    def point_at(i):
+        with open(r.config_path, "w") as f:
+            f.write(_config(sim, cert).replace(sim.h2_url, f"https://127.0.0.1:{fwd[i].port}/v1"))
+        code, _, body = r.admin("POST", "/admin/reload")
+        eq(code, 200, f"reload to origin {i}: {body[:200]!r}")
+        status, _, body = _one(r.port, i, False)
+        eq(status, 200, f"a request to origin {i}")
+
+    try:
+        r = Router(_config(sim, cert))
+        for i in range(16):  # the table's 16 gates, one origin each
+            point_at(i)
+        for f in fwd[:16]:
+            f.close_all()
+        # libcurl finds a dead idle connection at its next check, at most once a second,
+        # when a transfer starts: this request's (origin 16 gets no gate yet).
+        time.sleep(1.2)
+        point_at(16)
+        fwd[16].close_all()
+        time.sleep(1.2)
+        point_at(17)  # takes over a gate: its connection is the gate's, and up
+        eq(fwd[17].count(), 1, "one connection to origin 17")
+        n = 250
+        results, took = _timed_burst_streams(r.port, n)
+        for i, (status, body) in enumerate(results):
+            _check_answer(i, True, status, body, 15)
+        opened = fwd[17].count() - 1
+        waits = _waits(r)
+        print(f"  origin 17 of 18, after 16 gates filled: {n} streams opened {opened} more "
+              f"connections ({waits:.0f} waited) in {took:.1f} s")
+        check(opened <= 3, f"{opened} connections opened for {n} streams (2 needed)")
+        check(waits > 0, "the burst waited at the taken-over gate")
+    finally:
+        if r:
+            r.stop()
+        for f in fwd:
+            f.stop()
+        sim.stop()
+
+
+def _timed_burst_streams(port, n):
+    """n streams at once, on connections opened beforehand; their (status, body) and the
+    time from the start to the last answer."""
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(n)]
+    for c in conns:
+        c.connect()
+    ready = threading.Barrier(n)
+
+    def go(i):
+        c = conns[i]
+        ready.wait()
+        c.request("POST", "/v1/chat/completions", json.dumps(dict(CHAT, stream=True)),
+                  {"Content-Type": "application/json", "x-user-id": f"m{i}"})
+        resp = c.getresponse()
+        return resp.status, resp.read()
+
+    t0 = time.monotonic()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
+            results = list(pool.map(go, range(n)))
+    finally:
+        for c in conns:
+            c.close()
+    return results, time.monotonic() - t0
