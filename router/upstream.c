@@ -23,7 +23,8 @@
 /* Streams libcurl puts on one HTTP/2 connection (its default, set so h2gate counts
  * with the same number). */
 #define H2_STREAMS 100
-#define GATES_MAX 16
+/* HTTP/2 origins with a gate at once, per worker. */
+#define GATES_MAX 1024
 
 /* An HTTP/2 origin's gate (h2gate.h): its counts and the transfers waiting there. */
 typedef struct {
@@ -70,8 +71,8 @@ struct upstream {
     int n_urls;
     sock_watch_t **watch; /* by descriptor */
     size_t n_watch;
-    gate_t gates[GATES_MAX];
-    int n_gates;
+    gate_t **gates; /* each allocated alone: sockets and transfers point at them */
+    int n_gates, cap_gates;
     struct event *release_ev; /* starts waiting transfers, after the current callback */
 };
 
@@ -163,36 +164,47 @@ static size_t origin_len(const char *url)
     return (size_t)(p + strcspn(p, "/?#") - url);
 }
 
-/* The gate of url's origin, made on first use. When the table is full (config
- * reloads naming new origins), a gate with nothing running, waiting or connected is
- * taken over; with none such, NULL: that origin's transfers start as they come, under
- * libcurl's PIPEWAIT as without a gate. */
+/* The gate of url's origin, made on first use. A gate with nothing running, waiting
+ * or connected carries no state: a new origin takes it over before the table grows
+ * (config reloads naming new origins). Gates are allocated one by one because
+ * sockets and transfers point at them. Past GATES_MAX origins at once, NULL: that
+ * origin's transfers start as they come, under libcurl's PIPEWAIT as without a gate. */
 static gate_t *gate_for(upstream_t *u, const char *url)
 {
     size_t n = origin_len(url);
-    for (int i = 0; i < u->n_gates; i++)
-        if (u->gates[i].origin_len == n && memcmp(u->gates[i].origin, url, n) == 0)
-            return &u->gates[i];
-    gate_t *g = NULL;
-    if (u->n_gates < GATES_MAX) {
-        g = &u->gates[u->n_gates];
-    } else {
-        for (int i = 0; i < u->n_gates && !g; i++) {
-            gate_t *c = &u->gates[i];
-            /* ready == 0: no counted socket points at it any more. */
-            if (c->n.running == 0 && c->n.opening == 0 && c->n.ready == 0 && !c->held_head)
-                g = c;
-        }
-        if (!g)
-            return NULL;
+    gate_t *empty = NULL;
+    for (int i = 0; i < u->n_gates; i++) {
+        gate_t *c = u->gates[i];
+        if (c->origin_len == n && memcmp(c->origin, url, n) == 0)
+            return c;
+        /* ready == 0: no counted socket points at it any more. */
+        if (!empty && c->n.running == 0 && c->n.opening == 0 && c->n.ready == 0 &&
+            !c->held_head)
+            empty = c;
     }
     char *origin = strndup(url, n);
     if (!origin)
         return NULL;
-    if (g == &u->gates[u->n_gates])
-        u->n_gates++;
-    else
+    gate_t *g = empty;
+    if (g) {
         free(g->origin);
+    } else {
+        if (u->n_gates == u->cap_gates) {
+            int cap = u->cap_gates ? 2 * u->cap_gates : 4;
+            gate_t **t = cap <= GATES_MAX ? realloc(u->gates, (size_t)cap * sizeof(*t)) : NULL;
+            if (!t) {
+                free(origin);
+                return NULL;
+            }
+            u->gates = t;
+            u->cap_gates = cap;
+        }
+        if (!(g = malloc(sizeof(*g)))) {
+            free(origin);
+            return NULL;
+        }
+        u->gates[u->n_gates++] = g;
+    }
     memset(g, 0, sizeof(*g));
     g->origin = origin;
     g->origin_len = n;
@@ -324,7 +336,7 @@ static void on_release(evutil_socket_t fd, short what, void *arg)
     (void)what;
     upstream_t *u = arg;
     for (int i = 0; i < u->n_gates; i++) {
-        gate_t *g = &u->gates[i];
+        gate_t *g = u->gates[i];
         while (g->held_head && gate_enter(g, g->held_head) == 0) {
             upstream_xfer_t *x = g->held_head;
             held_remove(g, x);
@@ -654,8 +666,11 @@ void upstream_free(upstream_t *u)
         event_free(u->recheck_ev);
     if (u->release_ev)
         event_free(u->release_ev);
-    for (int i = 0; i < u->n_gates; i++)
-        free(u->gates[i].origin);
+    for (int i = 0; i < u->n_gates; i++) {
+        free(u->gates[i]->origin);
+        free(u->gates[i]);
+    }
+    free(u->gates);
     free(u);
 }
 
