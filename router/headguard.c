@@ -29,6 +29,7 @@ typedef struct {
     struct bufferevent *bev; /* the connection this slot describes */
     int64_t head_start_ms;   /* first byte of the current head; 0 = none yet */
     uint8_t phase, nl, verdict;
+    uint8_t watching; /* on_input is on the connection's input buffer */
 } slot_t;
 
 struct headguard {
@@ -191,12 +192,22 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
         s->bev = bev;
         slot_new_head(s);
     }
+    s->watching = 1; /* running, so attached, whatever the slot said */
     if (s->phase != PH_HEAD)
         return;
     int64_t now = now_ms();
     if (s->head_start_ms == 0)
         s->head_start_ms = now;
     scan_tail(s, buf, info->n_added);
+    if (s->phase == PH_BODY) {
+        /* The head is whole. evhttp now drains it a line at a time, and libevent would
+         * run this callback for every drain (17 a request): off until the handler asks
+         * for the next head (headguard_verdict). libevent saved the next entry before
+         * calling us, so removing ourselves here is safe. */
+        evbuffer_remove_cb(buf, on_input, bev);
+        s->watching = 0;
+        return;
+    }
     if (s->phase == PH_HEAD && now - s->head_start_ms > g->head_timeout_ms &&
         s->verdict != HEADGUARD_SLOW) {
         s->verdict = HEADGUARD_SLOW;
@@ -270,6 +281,9 @@ enum headguard_verdict headguard_verdict(struct evhttp_request *req)
     size_t pending = evbuffer_get_length(in);
     if (pending > 0)
         scan_tail(s, in, pending);
+    /* A pipelined head already whole needs no watching; the next verdict starts it. */
+    if (s->phase == PH_HEAD && !s->watching && evbuffer_add_cb(in, on_input, bev))
+        s->watching = 1;
     return v;
 }
 

@@ -162,6 +162,72 @@ def case_trickled_head_is_cut_off():
         _stop(r, n, o)
 
 
+def case_every_head_on_a_keep_alive_connection_is_watched():
+    # The guard stops watching once a head is whole and starts again when the handler
+    # has it: the second head on a connection must be judged like the first.
+    o, n, r = _stack(extra="limits: { client_timeout_ms: 1000, header_timeout_ms: 1500 }",
+                     workers=1)
+    try:
+        body = json.dumps(CHAT).encode()
+        clean = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-user-id: ka\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: " +
+                 str(len(body)).encode() + b"\r\n\r\n" + body)
+
+        def first_answer(s):
+            got = b""
+            while b"\r\n\r\n" not in got or not got.endswith(b"}"):
+                c = s.recv(65536)
+                check(c, "the connection stays open after the first answer")
+                got += c
+            eq(status_of(got), 200, "first request on the connection")
+
+        # A NUL in the second head, sent after the first answer.
+        s = socket.create_connection(("127.0.0.1", r.port))
+        s.settimeout(5)
+        s.sendall(clean)
+        first_answer(s)
+        s.sendall(clean.replace(b"x-user-id: ka", b"x-user-id: k\x00a"))
+        data, _ = _read_all(s, 3)
+        s.close()
+        eq(status_of(data), 400, "a NUL in the second head")
+        # A trickled second head.
+        s = socket.create_connection(("127.0.0.1", r.port))
+        s.settimeout(5)
+        s.sendall(clean)
+        first_answer(s)
+        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"y" * 400
+        s.settimeout(0.2)
+        t0 = time.monotonic()
+        got, closed = b"", False
+        for i in range(0, len(head), 4):  # 4 bytes every 0.25 s
+            try:
+                s.sendall(head[i:i + 4])
+                c = s.recv(4096)
+                if not c:
+                    closed = True
+                    break
+                got += c
+            except socket.timeout:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            if time.monotonic() - t0 > 6:
+                break
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+        if not closed:
+            more, closed = _read_all(s, 1)
+            got += more
+        s.close()
+        check(closed and took < 3.0, f"trickled second head: closed={closed} after {took:.2f}s")
+        eq(status_of(got), 408, "answer to the trickled second head")
+        print(f"  second head on a kept-alive connection: NUL 400; trickled, cut off "
+              f"after {took:.2f}s")
+    finally:
+        _stop(r, n, o)
+
+
 def case_ambiguous_body_framing_is_refused():
     o, n, r = _stack()
     try:
