@@ -271,6 +271,18 @@ static void gate_leave(upstream_t *u, upstream_xfer_t *x, int failed)
         release_soon(u);
 }
 
+/* x opened the connection it now has (conn_fd): the connection counts as up. */
+static void conn_counted(gate_t *g, upstream_xfer_t *x)
+{
+    x->opened_socket = 0;
+    sock_watch_t *w = watch_get(x->u, x->conn_fd);
+    if (w && w->ours && !w->gate) {
+        w->gate = g;
+        g->n.ready++;
+        g->n.failing = 0;
+    }
+}
+
 /* libcurl, right before it sends a request: the transfer has its connection. One
  * that opened the connection makes it count as up; an opener no longer opens. Only
  * counts change here (a libcurl callback): waiting transfers start from release_ev. */
@@ -284,17 +296,14 @@ static int on_prereq(void *clientp, char *ip, char *local_ip, int port, int loca
     gate_t *g = x->gate;
     if (!g)
         return CURL_PREREQFUNC_OK;
-    if (x->opened_socket) {
-        /* CURLINFO_ACTIVESOCKET says nothing here (libcurl 7.88 answers it only for a
-         * connection idle again): socket_cb noted the socket it connected. */
-        x->opened_socket = 0;
-        sock_watch_t *w = watch_get(x->u, x->conn_fd);
-        if (w && w->ours && !w->gate) {
-            w->gate = g;
-            g->n.ready++;
-            g->n.failing = 0;
-        }
-    }
+    x->prereq_seen = 1;
+    /* CURLINFO_ACTIVESOCKET says nothing here (libcurl 7.88 answers it only for a
+     * connection idle again): socket_cb notes the socket at libcurl's first read of
+     * it. A handshake that finished within one pass of libcurl's was never waited
+     * for: then the connection counts at that first read, right after this, when
+     * libcurl waits for the answer (conn_counted). */
+    if (x->opened_socket && x->conn_fd != CURL_SOCKET_BAD)
+        conn_counted(g, x);
     if (x->opener) {
         x->opener = 0;
         g->n.opening--;
@@ -555,8 +564,14 @@ static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *s
              * connected for this transfer (a happy-eyeballs loser never gets here). */
             upstream_xfer_t *x = NULL;
             curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
-            if (x && x->gate && x->opened_socket)
+            if (x && x->gate && x->opened_socket) {
                 x->conn_fd = s;
+                if (x->prereq_seen) { /* its handshake was never waited for */
+                    conn_counted(x->gate, x);
+                    if (((gate_t *)x->gate)->held_head)
+                        release_soon(u);
+                }
+            }
         }
         w->confirmed = w->ours;
     }
@@ -586,6 +601,7 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_so
     if (fd == CURL_SOCKET_BAD)
         return fd;
     x->opened_socket = 1;
+    x->prereq_seen = 0; /* a new connection: its PREREQ is still to come */
     /* A watch left on this number was for a socket closed behind our back: drop it
      * before the number means a new socket. */
     watch_drop(x->u, fd);
@@ -791,7 +807,7 @@ int upstream_start(upstream_t *u, upstream_xfer_t *x, const char *h2_url)
     x->multiplexed = 0;
     x->delivered = 0;
     x->gate = h2_url ? gate_for(u, h2_url) : NULL;
-    x->held = x->opener = x->opened_socket = 0;
+    x->held = x->opener = x->opened_socket = x->prereq_seen = 0;
     x->held_next = NULL;
     x->held_ms = 0;
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);

@@ -60,6 +60,7 @@ struct upstream_xfer {
     unsigned held : 1;          /* waiting at its gate, not in the multi yet */
     unsigned opener : 1;        /* counted in its gate's opening */
     unsigned opened_socket : 1; /* libcurl opened a socket for it */
+    unsigned prereq_seen : 1;   /* reached CURLOPT_PREREQFUNCTION (has its connection) */
 };
 
 upstream_t *upstream_new(struct event_base *base);
