@@ -109,27 +109,7 @@ def case_a_burst_past_one_connection_opens_few_more():
         eq(results, [200] * 60, "60 answers at once")
         eq(sim.stats()["h2_connections"], before, "60 requests on the connection up")
         eq(_waits(r), 0.0, "requests that waited for a connection, below capacity")
-        ready = threading.Barrier(n)
-        conns = []
-        for i in range(n):
-            c = http.client.HTTPConnection("127.0.0.1", r.port, timeout=30)
-            c.connect()
-            conns.append(c)
-
-        def go(i):
-            c = conns[i]
-            ready.wait()
-            c.request("POST", "/v1/chat/completions", json.dumps(dict(CHAT, stream=True)),
-                      {"Content-Type": "application/json", "x-user-id": f"b{i}"})
-            resp = c.getresponse()
-            return resp.status, resp.read()
-
-        try:
-            with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
-                results = list(pool.map(go, range(n)))
-        finally:
-            for c in conns:
-                c.close()
+        results, _ = _timed_burst_streams(r.port, n, "b")
         for i, (status, body) in enumerate(results):
             _check_answer(i, True, status, body, 15)
         opened = sim.stats()["h2_connections"] - before
@@ -648,7 +628,7 @@ def case_many_origins_over_reloads_keep_their_gate():
         sim.stop()
 
 
-def _timed_burst_streams(port, n):
+def _timed_burst_streams(port, n, user="m"):
     """n streams at once, on connections opened beforehand; their (status, body) and the
     time from the start to the last answer."""
     conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(n)]
@@ -660,7 +640,7 @@ def _timed_burst_streams(port, n):
         c = conns[i]
         ready.wait()
         c.request("POST", "/v1/chat/completions", json.dumps(dict(CHAT, stream=True)),
-                  {"Content-Type": "application/json", "x-user-id": f"m{i}"})
+                  {"Content-Type": "application/json", "x-user-id": f"{user}{i}"})
         resp = c.getresponse()
         return resp.status, resp.read()
 

@@ -110,6 +110,36 @@ def case_nul_in_the_request_head_is_refused():
         _stop(r, n, o)
 
 
+def _trickle(s, data, give_up_s=6):
+    """Sends data 4 bytes every ~0.25 s on s, reading what comes back, until the peer
+    closes or give_up_s passes. (bytes received, closed, seconds taken)."""
+    s.settimeout(0.2)
+    t0 = time.monotonic()
+    got, closed = b"", False
+    for i in range(0, len(data), 4):
+        try:
+            s.sendall(data[i:i + 4])
+            c = s.recv(4096)
+            if not c:
+                closed = True
+                break
+            got += c
+        except socket.timeout:
+            pass
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+        if time.monotonic() - t0 > give_up_s:
+            break
+        time.sleep(0.05)
+    took = time.monotonic() - t0
+    if not closed:
+        more, closed = _read_all(s, 1)
+        got += more
+    s.close()
+    return got, closed, took
+
+
 def case_trickled_head_is_cut_off():
     # Each byte comes well within client_timeout_ms (an idle timeout), so only the
     # total deadline on the head (header_timeout_ms) can end this.
@@ -117,36 +147,8 @@ def case_trickled_head_is_cut_off():
     try:
         head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" +
                 b"".join(b"X-Pad-%d: %s\r\n" % (i, b"y" * 40) for i in range(40)))
-        s = socket.create_connection(("127.0.0.1", r.port))
-        s.settimeout(0.2)
-        t0 = time.monotonic()
-        got = b""
-        closed = False
-        for i in range(0, len(head), 4):  # 4 bytes every 0.25 s: ~110 s for the head
-            try:
-                s.sendall(head[i:i + 4])
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-                break
-            try:
-                c = s.recv(4096)
-                if not c:
-                    closed = True
-                    break
-                got += c
-            except socket.timeout:
-                pass
-            except ConnectionResetError:
-                closed = True
-                break
-            if time.monotonic() - t0 > 6:
-                break
-            time.sleep(0.05)
-        took = time.monotonic() - t0
-        if not closed:
-            more, closed = _read_all(s, 1)
-            got += more
-        s.close()
+        # 4 bytes every 0.25 s: ~110 s for the head
+        got, closed, took = _trickle(socket.create_connection(("127.0.0.1", r.port)), head)
         check(closed, f"a trickling client kept its connection for {took:.1f}s")
         check(took < 3.0, f"cut off after {took:.2f}s (header_timeout_ms 1500)")
         eq(status_of(got), 408, "answer to the trickled head")
@@ -196,30 +198,7 @@ def case_every_head_on_a_keep_alive_connection_is_watched():
         s.sendall(clean)
         first_answer(s)
         head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"y" * 400
-        s.settimeout(0.2)
-        t0 = time.monotonic()
-        got, closed = b"", False
-        for i in range(0, len(head), 4):  # 4 bytes every 0.25 s
-            try:
-                s.sendall(head[i:i + 4])
-                c = s.recv(4096)
-                if not c:
-                    closed = True
-                    break
-                got += c
-            except socket.timeout:
-                pass
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-                break
-            if time.monotonic() - t0 > 6:
-                break
-            time.sleep(0.05)
-        took = time.monotonic() - t0
-        if not closed:
-            more, closed = _read_all(s, 1)
-            got += more
-        s.close()
+        got, closed, took = _trickle(s, head)
         check(closed and took < 3.0, f"trickled second head: closed={closed} after {took:.2f}s")
         eq(status_of(got), 408, "answer to the trickled second head")
         print(f"  second head on a kept-alive connection: NUL 400; trickled, cut off "
