@@ -199,7 +199,11 @@ int usage_event_has_usage(const char *data, size_t len)
     return usage_object_from(data, data + len);
 }
 
-long usage_strip_event(char *event, size_t len)
+long usage_strip_event_reference(char *event, size_t len);
+
+/* The walk that usage_strip_event must agree with (fuzz_usage compares the two), and
+ * its fallback for an event with more members than it keeps track of. */
+long usage_strip_event_reference(char *event, size_t len)
 {
     static const char key[] = "\"usage\":";
     static const char member[] = ",\"usage\":null";
@@ -218,6 +222,44 @@ long usage_strip_event(char *event, size_t len)
         n -= sizeof(member) - 1;
     }
     return (long)n;
+}
+
+/* `,"usage":null` cannot overlap itself (its only comma is its first byte), so the
+ * members to take out are exactly the `"usage":` keys with a comma before and `null`
+ * right after: one walk over the keys finds them and any usage object. */
+long usage_strip_event(char *event, size_t len)
+{
+    static const char key[] = "\"usage\":";
+    enum { KEY = sizeof(key) - 1, MEMBER = KEY + 5, AT_MOST = 8 };
+    char *end = event + len;
+    char *members[AT_MOST]; /* where each member's comma is */
+    size_t n_members = 0;
+    int many = 0;
+    for (char *k = memmem(event, len, key, KEY); k;
+         k = memmem(k + KEY, (size_t)(end - (k + KEY)), key, KEY)) {
+        const char *v = k + KEY;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        if (v < end && *v == '{')
+            return -1; /* the usage chunk: withheld whole */
+        if (k > event && k[-1] == ',' && end - (k + KEY) >= 4 && memcmp(k + KEY, "null", 4) == 0) {
+            if (n_members < AT_MOST)
+                members[n_members++] = k - 1;
+            else
+                many = 1;
+        }
+    }
+    if (many) /* more than a chunk ever has: the general walk */
+        return usage_strip_event_reference(event, len);
+    /* Close the gaps left to right, each run of kept bytes moved once. */
+    char *out = n_members ? members[0] : end;
+    for (size_t i = 0; i < n_members; i++) {
+        char *from = members[i] + MEMBER;
+        char *to = i + 1 < n_members ? members[i + 1] : end;
+        memmove(out, from, (size_t)(to - from));
+        out += to - from;
+    }
+    return (long)(n_members ? (size_t)(out - event) : len);
 }
 
 long usage_content_chars(const char *json, size_t len)

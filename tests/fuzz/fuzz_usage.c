@@ -7,7 +7,8 @@
  *   - found usage is non-negative, cached <= prompt, source "upstream";
  *   - content chars are -1 or a length no larger than the input;
  *   - usage_strip_event never grows its input and withholds exactly the events
- *     usage_event_has_usage flags;
+ *     usage_event_has_usage flags, and rewrites an event exactly as the walk it
+ *     replaced (usage_strip_event_reference);
  *   - differential: usage_from_json (a scan that parses only the usage value) finds
  *     exactly what the whole-body cJSON reference finds, and finds more only in a
  *     body cJSON cannot parse at all.
@@ -20,6 +21,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int usage_from_json_reference(const char *json, size_t len, usage_t *u); /* usage.c */
+long usage_strip_event_reference(char *event, size_t len);                 /* usage.c */
 
 static int whole_body_parses(const char *buf, size_t size)
 {
@@ -56,7 +58,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     long chars = usage_content_chars(buf, size);
     FUZZ_CHECK(chars >= -1 && (chars < 0 || (size_t)chars <= size));
     int has = usage_event_has_usage(buf, size);
+    char *ref_buf = fuzz_dup(data, size);
+    long ref_kept = usage_strip_event_reference(ref_buf, size);
     long kept = usage_strip_event(buf, size); /* rewrites buf in place */
+    /* differential: the one-walk strip rewrites exactly as the member-by-member walk */
+    FUZZ_CHECK(kept == ref_kept);
+    FUZZ_CHECK(kept <= 0 || memcmp(buf, ref_buf, (size_t)kept) == 0);
+    free(ref_buf);
     if (has)
         FUZZ_CHECK(kept == -1);
     else

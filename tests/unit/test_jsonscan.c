@@ -82,11 +82,65 @@ static void test_usage_through_the_scan(void **state)
     assert_int_equal(u.prompt, 5);
 }
 
+long usage_strip_event_reference(char *event, size_t len); /* usage.c */
+
+/* usage_strip_event on one event: its result and bytes, and the same from the walk
+ * it must agree with. */
+static void strip_case(const char *in, long want_len, const char *want)
+{
+    char a[2048], b[2048];
+    size_t n = strlen(in);
+    assert_true(n < sizeof a);
+    memcpy(a, in, n + 1);
+    memcpy(b, in, n + 1);
+    long got = usage_strip_event(a, n);
+    long ref = usage_strip_event_reference(b, n);
+    assert_int_equal(got, want_len);
+    assert_int_equal(ref, want_len);
+    if (want) {
+        assert_memory_equal(a, want, (size_t)got);
+        assert_memory_equal(b, want, (size_t)got);
+    }
+}
+
+static void test_strip_event(void **state)
+{
+    (void)state;
+    const char *plain = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";
+    strip_case(plain, (long)strlen(plain), plain);
+    const char *one = "data: {\"id\":\"c\",\"choices\":[],\"usage\":null}\n\n";
+    strip_case(one, (long)strlen(one) - 13, "data: {\"id\":\"c\",\"choices\":[]}\n\n");
+    /* the usage chunk, with or without blanks before its object */
+    strip_case("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n", -1, NULL);
+    strip_case("data: {\"usage\":null,\"x\":1,\"usage\": \t{\"a\":1}}\n\n", -1, NULL);
+    /* no comma before, or blanks before null: not the member OpenAI adds */
+    const char *first = "data: {\"usage\":null,\"a\":1}";
+    strip_case(first, (long)strlen(first), first);
+    const char *blank = "{\"a\":1,\"usage\": null}";
+    strip_case(blank, (long)strlen(blank), blank);
+    /* adjacent members, a member right at the end, one cut short */
+    strip_case("{\"a\":1,\"usage\":null,\"usage\":null}", 7, "{\"a\":1}");
+    strip_case("x,\"usage\":null", 1, "x");
+    const char *cut = "x,\"usage\":nul";
+    strip_case(cut, (long)strlen(cut), cut);
+    /* more members than the fast walk keeps track of: the general walk */
+    char many[1024] = "{\"a\":1";
+    for (int i = 0; i < 11; i++)
+        strcat(many, ",\"usage\":null,\"b\":2");
+    strcat(many, "}");
+    char want[1024] = "{\"a\":1";
+    for (int i = 0; i < 11; i++)
+        strcat(want, ",\"b\":2");
+    strcat(want, "}");
+    strip_case(many, (long)strlen(want), want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_members),
         cmocka_unit_test(test_usage_through_the_scan),
+        cmocka_unit_test(test_strip_event),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
