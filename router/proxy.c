@@ -677,7 +677,18 @@ static int request_sent(proxy_req_t *p)
  * provider's and switchyard's headers) need not live as long as the stream. */
 static void drop_sent_headers(struct evkeyvalq *h)
 {
-    struct evkeyval *kv = TAILQ_FIRST(h);
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, h, next) {
+        if (strcasecmp(kv->key, "Connection") == 0)
+            break;
+    }
+    if (!kv) {
+        /* Nothing to keep (most requests and answers): one pass frees them all, where
+         * evhttp_remove_header would look each name up again. */
+        evhttp_clear_headers(h);
+        return;
+    }
+    kv = TAILQ_FIRST(h);
     while (kv) {
         struct evkeyval *next = TAILQ_NEXT(kv, next);
         /* The first header of this name is kv itself: earlier ones are gone, and only
