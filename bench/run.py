@@ -629,7 +629,17 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
-def render_case(case, res, secs, rounds):
+def round_ratios(runs, key):
+    """switchyard/nginx for each round (the two ran in the same round): how far the ratio
+    moves between rounds, which the median alone hides."""
+    out = []
+    for y, n in zip(runs["switchyard"], runs["nginx"]):
+        if "failed" not in y and "failed" not in n and n.get(key):
+            out.append(f"{y[key] / n[key]:.2f}x")
+    return " ".join(out) if out else "-"
+
+
+def render_case(case, res, secs, rounds, runs=None):
     """One case's table. Medians over the rounds; errors are totals over the rounds."""
     name, _, conns, what = case
     d, n, y = (res[t] for t in TARGETS)
@@ -668,6 +678,9 @@ def render_case(case, res, secs, rounds):
                  f"{radd('p99'):>9}{'':>7}{r('cpu_pct'):>6}{r('cpu_us_per_req'):>8}"
                  f"{r('user_us_per_req'):>6}"
                  f"{r('rss_mb'):>7}{r('hwm_mb'):>6}")
+    if runs and rounds > 1:
+        lines.append(f"  {'rounds':<11}sy/nginx req/s {round_ratios(runs, 'rps')}; "
+                     f"p99 {round_ratios(runs, 'p99')}")
     for t, s in zip(TARGETS, (d, n, y)):
         if s["error_kinds"] or s["failed_runs"]:
             lines.append(f"  ! {t}: errors {s['error_kinds']}, wrk runs without a result: "
@@ -708,7 +721,7 @@ def run_proxy_cases(stack, cases, secs, rounds, warmup, cpu_load, outdir, checks
         res = {t: summarize(runs[t]) for t in TARGETS}
         results[name] = {"case": case[3], "connections": case[2], "stream": case[1],
                          "summary": res, "runs": runs}
-        block = render_case(case, res, secs, rounds)
+        block = render_case(case, res, secs, rounds, runs)
         blocks.append(block)
         log(block)
         all_runs = [w for t in TARGETS for w in runs[t]]
