@@ -31,7 +31,6 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
-#define MAX_STREAMS 128             /* per connection, as nginx announces by default */
 #define MAX_BODY (8 * 1024 * 1024)  /* a request body above this is answered 413 */
 
 typedef struct h2_conn h2_conn_t;
@@ -495,7 +494,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         conn_free(c);
         return;
     }
-    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS}};
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t)c->h->cfg->h2_max_streams}};
     if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, 1) != 0) {
         conn_free(c);
         return;

@@ -41,6 +41,8 @@ static void usage(FILE *f)
           "  --tls-key FILE    PEM private key for --h2-port\n"
           "  --h2-end-frame    end HTTP/2 answers with an empty DATA frame (as many proxies\n"
           "                    do) instead of flagging the last DATA frame\n"
+          "  --h2-max-streams N  streams a client may open on one HTTP/2 connection\n"
+          "                    (SETTINGS_MAX_CONCURRENT_STREAMS; default 128)\n"
           "  --help\n",
           f);
 }
@@ -99,6 +101,7 @@ static int parse_args(int argc, char **argv, sim_config_t *cfg, h2_opts_t *h2)
         O_CERT,
         O_TLSKEY,
         O_END_FRAME,
+        O_MAX_STREAMS,
         O_HELP
     };
     static const struct option opts[] = {
@@ -119,6 +122,7 @@ static int parse_args(int argc, char **argv, sim_config_t *cfg, h2_opts_t *h2)
         {"tls-cert", required_argument, NULL, O_CERT},
         {"tls-key", required_argument, NULL, O_TLSKEY},
         {"h2-end-frame", no_argument, NULL, O_END_FRAME},
+        {"h2-max-streams", required_argument, NULL, O_MAX_STREAMS},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -126,6 +130,7 @@ static int parse_args(int argc, char **argv, sim_config_t *cfg, h2_opts_t *h2)
     long v;
 
     memset(cfg, 0, sizeof(*cfg));
+    cfg->h2_max_streams = 128; /* as nginx announces by default */
     cfg->host = "127.0.0.1";
     cfg->port = 8101;
     cfg->name = "sim";
@@ -229,6 +234,10 @@ static int parse_args(int argc, char **argv, sim_config_t *cfg, h2_opts_t *h2)
             break;
         case O_END_FRAME:
             cfg->h2_end_frame = 1;
+            break;
+        case O_MAX_STREAMS:
+            if (parse_long("--h2-max-streams", optarg, 1, 1000000, &cfg->h2_max_streams) < 0)
+                return -1;
             break;
         case O_HELP:
             return 1;

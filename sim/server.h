@@ -31,6 +31,7 @@ typedef struct {
     long max_conns;      /* 0 = unlimited */
     int quiet;
     int h2_end_frame;    /* HTTP/2: END_STREAM on its own empty DATA frame */
+    long h2_max_streams; /* HTTP/2: SETTINGS_MAX_CONCURRENT_STREAMS it announces */
 } sim_config_t;
 
 typedef struct sim_server sim_server_t;

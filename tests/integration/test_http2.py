@@ -628,6 +628,35 @@ def case_many_origins_over_reloads_keep_their_gate():
         sim.stop()
 
 
+def case_a_provider_allowing_fewer_streams_still_serves_a_burst():
+    """A provider that allows 20 streams a connection, not the 100 the gate counts on.
+    The gate lets 100 start on the one connection that is up; libcurl puts 20 there and
+    opens a connection for each of the others (docs/DECISIONS.md, "HTTP/2 connection
+    storms": the gate cannot see the provider's number). Every stream must still be
+    served whole; the connections it took are printed, not bounded."""
+    cert, key = test_cert()
+    sim = Sim("h2few", h2_port=0, tls_cert=cert, tls_key=key, chunks=15, chunk_ms=100,
+              h2_max_streams=20)
+    r = None
+    n = 100
+    try:
+        r = Router(_config(sim, cert))
+        eq(_one(r.port, -1, False)[0], 200, "first request")  # one connection, up
+        before = sim.stats()["h2_connections"]
+        results, took = _timed_burst_streams(r.port, n, "f")
+        for i, (status, body) in enumerate(results):
+            _check_answer(i, True, status, body, 15)
+        opened = sim.stats()["h2_connections"] - before
+        print(f"  {n} streams at 20 a connection: all whole, {opened} more connections "
+              f"(4 needed) in {took:.1f} s")
+        check(opened >= 4, f"{opened} connections for {n} streams at 20 each")
+        eq(sim.stats()["h2_streams"], n + 1, "streams the provider served")
+    finally:
+        if r:
+            r.stop()
+        sim.stop()
+
+
 def _timed_burst_streams(port, n, user="m"):
     """n streams at once, on connections opened beforehand; their (status, body) and the
     time from the start to the last answer."""
