@@ -2,6 +2,7 @@
 real providers: many requests multiplexed on few connections, and one client that
 stops reading must not stall the others sharing its connection."""
 import concurrent.futures
+import contextlib
 import http.client
 import json
 import os
@@ -40,6 +41,22 @@ flags:
 """
 
 
+@contextlib.contextmanager
+def _h2_stack(name, extra="", sim_args=(), **sim_opts):
+    """A sim serving HTTP/2 on TLS (sim_opts: its options) and a router whose two
+    providers are that sim, asked for HTTP/2 (extra: more config); both stopped after."""
+    cert, key = test_cert()
+    sim = Sim(name, *sim_args, h2_port=0, tls_cert=cert, tls_key=key, **sim_opts)
+    r = None
+    try:
+        r = Router(_config(sim, cert, extra))
+        yield sim, r
+    finally:
+        if r:
+            r.stop()
+        sim.stop()
+
+
 def _one(port, i, stream, timeout=30):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -63,11 +80,7 @@ def _check_answer(i, stream, status, body, min_content):
 
 
 def case_requests_multiplex_over_few_connections():
-    cert, key = test_cert()
-    sim = Sim("h2", h2_port=0, tls_cert=cert, tls_key=key, chunks=20, chunk_ms=20)
-    r = None
-    try:
-        r = Router(_config(sim, cert))
+    with _h2_stack("h2", chunks=20, chunk_ms=20) as (sim, r):
         jobs = [(i, i % 4 != 0) for i in range(400)]  # 300 streams, 100 plain
         with concurrent.futures.ThreadPoolExecutor(max_workers=100) as pool:
             results = list(pool.map(lambda j: _one(r.port, *j), jobs))
@@ -79,10 +92,6 @@ def case_requests_multiplex_over_few_connections():
         # 100 in flight at most, 128 streams allowed per connection: a handful at most.
         check(st["h2_connections"] <= 8, f"{st['h2_connections']} connections for 400 requests")
         print(f"  400 requests (300 streamed) over {st['h2_connections']} HTTP/2 connections")
-    finally:
-        if r:
-            r.stop()
-        sim.stop()
 
 
 def _waits(r):
@@ -95,12 +104,8 @@ def case_a_burst_past_one_connection_opens_few_more():
     """300 streams at once: one connection carries 100 (libcurl's cap), so two more are
     needed. libcurl 7.88 alone opens one per stream that starts while the second is in
     its TLS handshake (about 200); the origin's gate (h2gate.h) lets them wait for it."""
-    cert, key = test_cert()
-    sim = Sim("h2burst", h2_port=0, tls_cert=cert, tls_key=key, chunks=15, chunk_ms=100)
-    r = None
     n = 300
-    try:
-        r = Router(_config(sim, cert))
+    with _h2_stack("h2burst", chunks=15, chunk_ms=100) as (sim, r):
         eq(_one(r.port, -1, False)[0], 200, "first request")  # one connection, up
         before = sim.stats()["h2_connections"]
         # Fewer than a connection carries: all of them fit on the one that is up, none
@@ -118,10 +123,6 @@ def case_a_burst_past_one_connection_opens_few_more():
               f"{waits:.0f} waited for one")
         check(opened <= 3, f"{opened} connections opened for {n} streams (3 needed)")
         check(waits > 0, "past one connection's capacity, requests waited for the next")
-    finally:
-        if r:
-            r.stop()
-        sim.stop()
 
 
 _ANSWER = json.dumps({"id": "c-1", "object": "chat.completion", "created": 1, "model": "gpt-4.1",
@@ -140,6 +141,20 @@ def _answer_http1(c, delay=0.0):
         time.sleep(delay)
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(_ANSWER) + _ANSWER)
+
+
+def _accept_loop(ls, handle):
+    """Calls handle(socket) for each connection ls accepts, on a thread of its own, until
+    ls is closed."""
+    def serve():
+        while True:
+            try:
+                raw, _ = ls.accept()
+            except OSError:
+                return
+            handle(raw)
+
+    threading.Thread(target=serve, daemon=True).start()
 
 
 def _tls_listener(cert, key, alpn, backlog):
@@ -174,15 +189,7 @@ def _tls_provider(cert, key, alpn, handshake_delay, answer_delay=0.0):
         except (OSError, ssl.SSLError):
             raw.close()
 
-    def serve():
-        while True:
-            try:
-                raw, _ = ls.accept()
-            except OSError:
-                return
-            threading.Thread(target=one, args=(raw,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
+    _accept_loop(ls, lambda raw: threading.Thread(target=one, args=(raw,), daemon=True).start())
     return ls, held
 
 
@@ -218,16 +225,30 @@ providers:
 """)
 
 
+@contextlib.contextmanager
+def _tls_stack(alpn, handshake_delay, answer_delay=0.0, provider_extra="", extra_config=""):
+    """A _tls_provider and a router asking it for HTTP/2 (_h2_router); the router
+    stopped, the listener and any connection it holds closed after."""
+    cert, key = test_cert()
+    ls, held = _tls_provider(cert, key, alpn, handshake_delay, answer_delay)
+    r = None
+    try:
+        r = _h2_router(f"https://127.0.0.1:{ls.getsockname()[1]}/v1", cert, provider_extra,
+                       extra_config)
+        yield r
+    finally:
+        if r:
+            r.stop()
+        ls.close()
+        for c in held:
+            c.close()
+
+
 def case_requests_waiting_for_a_connection_keep_their_connect_timeout():
     """An origin asked for HTTP/2 that cannot be reached: while its first connection is
     being opened the others wait in line (h2gate.h); when it fails they must not each
     wait for the one before, but fail at their own connect timeout, together."""
-    cert, key = test_cert()
-    ls, held = _tls_provider(cert, key, "h2", None)
-    url = f"https://127.0.0.1:{ls.getsockname()[1]}/v1"
-    r = None
-    try:
-        r = _h2_router(url, cert, "timeouts: { connect_ms: 300 }")
+    with _tls_stack("h2", None, provider_extra="timeouts: { connect_ms: 300 }") as r:
         t0 = time.monotonic()
         one = _one(r.port, 0, False, timeout=30)[0]
         alone = time.monotonic() - t0
@@ -238,12 +259,6 @@ def case_requests_waiting_for_a_connection_keep_their_connect_timeout():
         print(f"  one request failed after {alone:.2f} s; 30 at once all failed after {took:.2f} s")
         # In line one after the other would be ~30 x connect_ms per attempt (> 9 s).
         check(took < 2 * alone + 1.5, f"30 requests took {took:.2f} s, one took {alone:.2f} s")
-    finally:
-        if r:
-            r.stop()
-        ls.close()
-        for c in held:
-            c.close()
 
 
 def case_a_wait_in_line_is_not_taken_from_the_first_byte_limit():
@@ -251,15 +266,10 @@ def case_a_wait_in_line_is_not_taken_from_the_first_byte_limit():
     handshakes, longer than first_byte_ms) keep their whole first_byte_ms once sent:
     answered 200 ms after the request, each is a 200 under first_byte_ms 300. One that
     is never answered times out first_byte_ms after its request, not at connect_ms."""
-    cert, key = test_cert()
     limits = "timeouts: { connect_ms: 5000, first_byte_ms: 300 }"
     one_attempt = "fallback: { max_attempts: 1 }"
     for answer_delay in (0.2, None):
-        ls, _ = _tls_provider(cert, key, "http/1.1", 0.4, answer_delay)
-        url = f"https://127.0.0.1:{ls.getsockname()[1]}/v1"
-        r = None
-        try:
-            r = _h2_router(url, cert, limits, one_attempt)
+        with _tls_stack("http/1.1", 0.4, answer_delay, limits, one_attempt) as r:
             results, took = _timed_burst(r.port, 6)
             check(_waits(r) > 0, "some requests waited in line")
             if answer_delay is not None:
@@ -270,32 +280,19 @@ def case_a_wait_in_line_is_not_taken_from_the_first_byte_limit():
                 print(f"  6 requests never answered timed out after {took:.2f} s")
                 # line 0.4 + own handshake 0.4 + first_byte 0.3; connect_ms would be 5 s
                 check(took < 2.5, f"timed out after {took:.2f} s, connect_ms is 5 s")
-        finally:
-            if r:
-                r.stop()
-            ls.close()
 
 
 def case_an_origin_that_says_http1_is_not_held_in_line():
     """A provider asked for HTTP/2 that agrees only on HTTP/1.1 (ALPN): a connection
     carries one request, so none can wait for another's; after the first handshake
     the requests connect at once, not one handshake after the other."""
-    cert, key = test_cert()
-    ls, _ = _tls_provider(cert, key, "http/1.1", 0.25)
-    url = f"https://127.0.0.1:{ls.getsockname()[1]}/v1"
-    r = None
-    try:
-        r = _h2_router(url, cert)
+    with _tls_stack("http/1.1", 0.25) as r:
         eq(_one(r.port, 0, False, timeout=30)[0], 200, "first answer over HTTP/1.1")
         results, took = _timed_burst(r.port, 20)
         eq(results, [200] * 20, "20 answers at once")
         print(f"  20 requests over HTTP/1.1 connections (250 ms handshakes) in {took:.2f} s")
         # 20 handshakes one after the other would be 5 s.
         check(took < 2.0, f"20 requests took {took:.2f} s")
-    finally:
-        if r:
-            r.stop()
-        ls.close()
 
 
 def _burst_round(r, i, stream):
@@ -332,14 +329,10 @@ def case_burst_answers_end_on_either_framing():
     # every such answer hung with its last bytes, or its end, undelivered. The end of an
     # answer comes either on the frame with its last bytes or on an empty frame of its
     # own; both are served here.
-    cert, key = test_cert()
     for end_frame in (False, True):
-        sim = Sim("h2", *(["--h2-end-frame"] if end_frame else []), h2_port=0,
-                  tls_cert=cert, tls_key=key, chunks=200)
-        r = None
         log_path = os.path.join(tempfile.mkdtemp(prefix="sy-burst-"), "access.jsonl")
-        try:
-            r = Router(_config(sim, cert, f'access_log: {{ path: "{log_path}" }}'))
+        with _h2_stack("h2", f'access_log: {{ path: "{log_path}" }}',
+                       ["--h2-end-frame"] if end_frame else [], chunks=200) as (sim, r):
             for i in range(10):
                 _burst_round(r, i, True)
             for i in range(10, 15):
@@ -377,24 +370,15 @@ def case_burst_answers_end_on_either_framing():
                       f"{inferred} of 60 answers ended on their content with an end frame")
             framing = "end on its own frame" if end_frame else "end on the last data frame"
             print(f"  {framing}: 60 burst answers complete, {inferred} ended on their content")
-        finally:
-            if r:
-                r.stop()
-            sim.stop()
 
 
 def case_stalled_client_does_not_stall_its_connection():
     # libcurl 7.88 stops reading a whole HTTP/2 connection while one of its streams is
     # paused; the router holds a slow client's bytes instead (up to a limit) so the
     # streams sharing the connection go on.
-    cert, key = test_cert()
-    sim = Sim("h2", h2_port=0, tls_cert=cert, tls_key=key, chunks=50000)
-    r = None
-    slow = None
-    try:
-        r = Router(_config(sim, cert, "limits: { client_stall_ms: 20000 }"))
+    with _h2_stack("h2", "limits: { client_stall_ms: 20000 }", chunks=50000) as (sim, r), \
+            socket.create_connection(("127.0.0.1", r.port)) as slow:
         body = json.dumps(dict(CHAT, stream=True))
-        slow = socket.create_connection(("127.0.0.1", r.port))
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         slow.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
                       f"Content-Type: application/json\r\nx-user-id: slow\r\n"
@@ -419,12 +403,6 @@ def case_stalled_client_does_not_stall_its_connection():
               "the stalled client was dropped at the hold limit")
         print("  5 streams served in < 2 s each beside a client that stopped reading; "
               "it was dropped at the hold limit")
-    finally:
-        if slow:
-            slow.close()
-        if r:
-            r.stop()
-        sim.stop()
 
 
 def _alpn_server(cert, key, seen):
@@ -432,22 +410,17 @@ def _alpn_server(cert, key, seen):
     protocol each connection agreed on."""
     ctx, ls = _tls_listener(cert, key, ["h2", "http/1.1"], 8)
 
-    def serve():
-        while True:
-            try:
-                raw, _ = ls.accept()
-            except OSError:
-                return
-            try:
-                c = ctx.wrap_socket(raw, server_side=True)
-                seen.append(c.selected_alpn_protocol())
-                if c.selected_alpn_protocol() == "http/1.1":
-                    _answer_http1(c)
-                c.close()
-            except (OSError, ssl.SSLError):
-                raw.close()
+    def one(raw):
+        try:
+            c = ctx.wrap_socket(raw, server_side=True)
+            seen.append(c.selected_alpn_protocol())
+            if c.selected_alpn_protocol() == "http/1.1":
+                _answer_http1(c)
+            c.close()
+        except (OSError, ssl.SSLError):
+            raw.close()
 
-    threading.Thread(target=serve, daemon=True).start()
+    _accept_loop(ls, one)
     return ls
 
 
@@ -485,12 +458,8 @@ providers:
 def case_json_answer_cut_short_is_a_protocol_error():
     # A 200 whose JSON body ends early but cleanly (seen once through libcurl 7.88's
     # HTTP/2 under load, docs/DECISIONS.md "HTTP/2 bursts") is not passed on as an answer.
-    cert, key = test_cert()
-    sim = Sim("h2", h2_port=0, tls_cert=cert, tls_key=key)
-    r = None
-    try:
-        r = Router(_config(sim, cert, 'forward_headers: ["x-sim-fault"]\n'
-                                      'fallback: { on: [protocol], max_attempts: 2 }'))
+    extra = 'forward_headers: ["x-sim-fault"]\nfallback: { on: [protocol], max_attempts: 2 }'
+    with _h2_stack("h2", extra) as (sim, r):
         status, hdrs, body = r.chat(dict(CHAT, stream=False), {"x-sim-fault": "cut_json"})
         eq(status, 502, "a cut JSON answer")
         err = json.loads(body)["error"]
@@ -501,10 +470,6 @@ def case_json_answer_cut_short_is_a_protocol_error():
         eq(status, 200, "a whole answer still passes")
         eq(json.loads(body)["object"], "chat.completion", "completion body")
         print(f"  cut answer: 502 after {hdrs.get('x-switchyard-attempts')}")
-    finally:
-        if r:
-            r.stop()
-        sim.stop()
 
 
 class _Forwarder:
@@ -520,7 +485,7 @@ class _Forwarder:
         self.target = target_port
         self.conns = []
         self.lock = threading.Lock()
-        threading.Thread(target=self._serve, daemon=True).start()
+        _accept_loop(self.ls, self._relay)
 
     @staticmethod
     def _pipe(a, b):
@@ -538,21 +503,16 @@ class _Forwarder:
             except OSError:
                 pass
 
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.ls.accept()
-            except OSError:
-                return
-            try:
-                up = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                c.close()
-                continue
-            with self.lock:
-                self.conns.append((c, up))
-            threading.Thread(target=self._pipe, args=(c, up), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(up, c), daemon=True).start()
+    def _relay(self, c):
+        try:
+            up = socket.create_connection(("127.0.0.1", self.target))
+        except OSError:
+            c.close()
+            return
+        with self.lock:
+            self.conns.append((c, up))
+        threading.Thread(target=self._pipe, args=(c, up), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(up, c), daemon=True).start()
 
     def close_all(self):
         with self.lock:
@@ -579,53 +539,50 @@ def case_many_origins_over_reloads_keep_their_gate():
     one per stream. With a table of 16 and 18 origins connected, the 17th had no gate
     and this burst opened 145 and 150 connections where 2 are needed. A gate left with
     nothing on it is taken over by the next new origin."""
-    cert, key = test_cert()
-    sim = Sim("h2many", h2_port=0, tls_cert=cert, tls_key=key, chunks=15, chunk_ms=100)
-    sim_port = int(sim.h2_url.rsplit(":", 1)[1].split("/", 1)[0])
-    fwd = [_Forwarder(sim_port) for _ in range(20)]
-    r = None
+    cert, _ = test_cert()
+    with _h2_stack("h2many", chunks=15, chunk_ms=100) as (sim, r):
+        sim_port = int(sim.h2_url.rsplit(":", 1)[1].split("/", 1)[0])
+        fwd = [_Forwarder(sim_port) for _ in range(20)]
 
-    def point_at(i):
-        with open(r.config_path, "w") as f:
-            f.write(_config(sim, cert).replace(sim.h2_url, f"https://127.0.0.1:{fwd[i].port}/v1"))
-        code, _, body = r.admin("POST", "/admin/reload")
-        eq(code, 200, f"reload to origin {i}: {body[:200]!r}")
-        status, _, body = _one(r.port, i, False)
-        eq(status, 200, f"a request to origin {i}")
+        def point_at(i):
+            with open(r.config_path, "w") as f:
+                f.write(_config(sim, cert).replace(sim.h2_url,
+                                                   f"https://127.0.0.1:{fwd[i].port}/v1"))
+            code, _, body = r.admin("POST", "/admin/reload")
+            eq(code, 200, f"reload to origin {i}: {body[:200]!r}")
+            status, _, body = _one(r.port, i, False)
+            eq(status, 200, f"a request to origin {i}")
 
-    def burst(i, n, needed):
-        waits = _waits(r)
-        results, took = _timed_burst_streams(r.port, n)
-        for k, (status, body) in enumerate(results):
-            _check_answer(k, True, status, body, 15)
-        opened = fwd[i].count() - 1
-        waits = _waits(r) - waits
-        print(f"  origin {i}: {n} streams opened {opened} more connections "
-              f"({waits:.0f} waited) in {took:.1f} s")
-        check(opened <= needed + 1, f"{opened} connections opened for {n} streams "
-                                    f"({needed} needed)")
-        check(waits > 0, f"the burst at origin {i} waited at its gate")
+        def burst(i, n, needed):
+            waits = _waits(r)
+            results, took = _timed_burst_streams(r.port, n)
+            for k, (status, body) in enumerate(results):
+                _check_answer(k, True, status, body, 15)
+            opened = fwd[i].count() - 1
+            waits = _waits(r) - waits
+            print(f"  origin {i}: {n} streams opened {opened} more connections "
+                  f"({waits:.0f} waited) in {took:.1f} s")
+            check(opened <= needed + 1, f"{opened} connections opened for {n} streams "
+                                        f"({needed} needed)")
+            check(waits > 0, f"the burst at origin {i} waited at its gate")
 
-    try:
-        r = Router(_config(sim, cert))
-        for i in range(18):  # every origin's connection stays up
-            point_at(i)
-            eq(fwd[i].count(), 1, f"one connection to origin {i}")
-        burst(17, 250, 2)
-        for f in fwd:
-            f.close_all()
-        # libcurl finds a dead idle connection at its next check, at most once a second,
-        # when a transfer starts: origin 18's. Origin 19 then takes over an empty gate.
-        time.sleep(1.2)
-        point_at(18)
-        point_at(19)
-        burst(19, 150, 1)
-    finally:
-        if r:
-            r.stop()
-        for f in fwd:
-            f.stop()
-        sim.stop()
+        try:
+            for i in range(18):  # every origin's connection stays up
+                point_at(i)
+                eq(fwd[i].count(), 1, f"one connection to origin {i}")
+            burst(17, 250, 2)
+            for f in fwd:
+                f.close_all()
+            # libcurl finds a dead idle connection at its next check, at most once a
+            # second, when a transfer starts: origin 18's. Origin 19 then takes over an
+            # empty gate.
+            time.sleep(1.2)
+            point_at(18)
+            point_at(19)
+            burst(19, 150, 1)
+        finally:
+            for f in fwd:
+                f.stop()
 
 
 def case_a_provider_allowing_fewer_streams_still_serves_a_burst():
@@ -634,13 +591,8 @@ def case_a_provider_allowing_fewer_streams_still_serves_a_burst():
     opens a connection for each of the others (docs/DECISIONS.md, "HTTP/2 connection
     storms": the gate cannot see the provider's number). Every stream must still be
     served whole; the connections it took are printed, not bounded."""
-    cert, key = test_cert()
-    sim = Sim("h2few", h2_port=0, tls_cert=cert, tls_key=key, chunks=15, chunk_ms=100,
-              h2_max_streams=20)
-    r = None
     n = 100
-    try:
-        r = Router(_config(sim, cert))
+    with _h2_stack("h2few", chunks=15, chunk_ms=100, h2_max_streams=20) as (sim, r):
         eq(_one(r.port, -1, False)[0], 200, "first request")  # one connection, up
         before = sim.stats()["h2_connections"]
         results, took = _timed_burst_streams(r.port, n, "f")
@@ -651,10 +603,6 @@ def case_a_provider_allowing_fewer_streams_still_serves_a_burst():
               f"(4 needed) in {took:.1f} s")
         check(opened >= 4, f"{opened} connections for {n} streams at 20 each")
         eq(sim.stats()["h2_streams"], n + 1, "streams the provider served")
-    finally:
-        if r:
-            r.stop()
-        sim.stop()
 
 
 def _timed_burst_streams(port, n, user="m"):
