@@ -199,10 +199,7 @@ int usage_event_has_usage(const char *data, size_t len)
     return usage_object_from(data, data + len);
 }
 
-long usage_strip_event_reference(char *event, size_t len);
-
-/* The walk that usage_strip_event must agree with (fuzz_usage compares the two), and
- * its fallback for an event with more members than it keeps track of. */
+/* The walk usage_strip_event must agree with (usage.h). */
 long usage_strip_event_reference(char *event, size_t len)
 {
     static const char key[] = "\"usage\":";

@@ -21,7 +21,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int usage_from_json_reference(const char *json, size_t len, usage_t *u); /* usage.c */
-long usage_strip_event_reference(char *event, size_t len);                 /* usage.c */
 
 static int whole_body_parses(const char *buf, size_t size)
 {

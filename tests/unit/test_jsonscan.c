@@ -82,7 +82,6 @@ static void test_usage_through_the_scan(void **state)
     assert_int_equal(u.prompt, 5);
 }
 
-long usage_strip_event_reference(char *event, size_t len); /* usage.c */
 
 /* usage_strip_event on one event: its result and bytes, and the same from the walk
  * it must agree with. */
