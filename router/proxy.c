@@ -570,18 +570,64 @@ static void reply_translated(proxy_req_t *p)
     cJSON_Delete(doc);
 }
 
-static void reply_buffered(proxy_req_t *p)
+/* A whole JSON answer's usage is its bill, whether the attempt counts as a success or
+ * not (a billed failure is wasted spend). */
+static void bill_buffered(proxy_req_t *p, fail_class_t cls)
+{
+    if (p->mode != MODE_BUFFER || !p->headers_done || evbuffer_get_length(p->buf) == 0)
+        return;
+    usage_t u = {0};
+    size_t blen = evbuffer_get_length(p->buf);
+    const char *body = (const char *)evbuffer_pullup(p->buf, -1);
+    if (body && usage_from_json(body, blen, &u) == 0) {
+        if (cls == FAIL_NONE && !p->client_gone)
+            p->usage = u;
+        else if (p->model)
+            p->wasted[p->role] += fmax(0, pricing_cost(config_price(&p->cfg->providers[p->role],
+                                                                    p->model),
+                                                       u.prompt, u.completion, u.cached));
+    } else if (body && cls == FAIL_NONE && p->usage.source == USAGE_NONE) {
+        long chars = usage_content_chars(body, blen);
+        if (chars >= 0) {
+            p->usage.completion = usage_estimate_tokens((size_t)chars);
+            p->usage.source = USAGE_ESTIMATED;
+        }
+    }
+}
+
+/* bill: a good answer, whose usage is read once it is written (bill_buffered). */
+static void reply_buffered(proxy_req_t *p, int bill)
 {
     if (p->kind != CLIENT_HTTP) {
+        if (bill)
+            bill_buffered(p, FAIL_NONE);
         reply_translated(p);
         return;
     }
     struct evhttp_request *req = take_req(p);
     mark_first_byte(p, (int)p->status);
     copy_upstream_headers(p, req, 0);
-    evhttp_send_reply(req, (int)p->status, http_reason((int)p->status), p->buf);
+    struct evbuffer *body = p->buf;
+    if (bill) {
+        /* The reply takes the body by reference, so it is still here to be billed.
+         * libevent's reference can come out short without saying so (out of memory):
+         * then the body moves as usual and is billed first. */
+        struct evbuffer *out = evhttp_request_get_output_buffer(req);
+        size_t n = evbuffer_get_length(p->buf);
+        if (evbuffer_get_length(out) == 0 && evbuffer_add_buffer_reference(out, p->buf) == 0 &&
+            evbuffer_get_length(out) == n) {
+            body = NULL;
+        } else {
+            evbuffer_drain(out, evbuffer_get_length(out));
+            bill_buffered(p, FAIL_NONE);
+            bill = 0;
+        }
+    }
+    evhttp_send_reply(req, (int)p->status, http_reason((int)p->status), body);
     http_flush_reply(p->evcon);
     p->evcon = NULL; /* the flush may have completed and freed it */
+    if (bill)
+        bill_buffered(p, FAIL_NONE);
 }
 
 /* ---- upstream callbacks ---------------------------------------------------------- */
@@ -978,7 +1024,7 @@ static void reply_final_failure(proxy_req_t *p)
     if (answer) {
         /* The provider's own response is the answer: a 4xx the client must see, or
          * the only attempt's error when nothing else could be tried. */
-        reply_buffered(p);
+        reply_buffered(p, 0);
         return;
     }
     char msg[1024];
@@ -1125,27 +1171,12 @@ static void attempt_finished(proxy_req_t *p, CURLcode rc)
     if (p->client_gone)
         cls = FAIL_CLIENT_CLOSED;
     clock_gettime(CLOCK_MONOTONIC, &p->t_upstream_done);
-    if (p->mode == MODE_BUFFER && p->headers_done && evbuffer_get_length(p->buf) > 0) {
-        /* A whole JSON body: its usage is the bill, whether the attempt counts as a
-         * success or not (a billed failure is wasted spend). */
-        usage_t u = {0};
-        size_t blen = evbuffer_get_length(p->buf);
-        const char *body = (const char *)evbuffer_pullup(p->buf, -1);
-        if (body && usage_from_json(body, blen, &u) == 0) {
-            if (cls == FAIL_NONE && !p->client_gone)
-                p->usage = u;
-            else if (p->model)
-                p->wasted[p->role] += fmax(0, pricing_cost(config_price(&p->cfg->providers[p->role],
-                                                                        p->model),
-                                                           u.prompt, u.completion, u.cached));
-        } else if (body && cls == FAIL_NONE && p->usage.source == USAGE_NONE) {
-            long chars = usage_content_chars(body, blen);
-            if (chars >= 0) {
-                p->usage.completion = usage_estimate_tokens((size_t)chars);
-                p->usage.source = USAGE_ESTIMATED;
-            }
-        }
-    }
+    /* A good answer to an HTTP client is billed after it is written: the usage scan
+     * walks the whole body, and nothing in the reply depends on it. */
+    int bill_later = cls == FAIL_NONE && !p->client_gone && !p->committed &&
+                     p->kind == CLIENT_HTTP;
+    if (!bill_later)
+        bill_buffered(p, cls);
     attempt_rec_t *a = &p->attempts[p->n_attempts++];
     a->role = (int8_t)p->role;
     a->status = p->headers_done && p->status > 0 && p->status < 1000 ? (int32_t)p->status : 0;
@@ -1164,7 +1195,7 @@ static void attempt_finished(proxy_req_t *p, CURLcode rc)
                 client_complete(p);
             end_client(p);
         } else {
-            reply_buffered(p);
+            reply_buffered(p, bill_later);
         }
         maybe_free(p);
         return;
