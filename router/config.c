@@ -379,6 +379,16 @@ static int is_env_name(const char *s, size_t len)
     return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == len;
 }
 
+/* A name safe to repeat in a message: a variable's usual shape, capitals, digits and
+ * '_' (is_env_name has already checked the characters). */
+static int env_name_plain(const char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'a' && *s <= 'z')
+            return 0;
+    return 1;
+}
+
 /* ---- mappings ------------------------------------------------------------ */
 
 typedef int (*field_fn)(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg);
@@ -622,12 +632,17 @@ static int load_env(ld_t *ld, const node_t *val, const char *path, char **env, c
         return -1;
     }
     const char *v = getenv(s);
-    if (v == NULL) {
-        err(ld, val, "environment variable %s (%s) is not set", s, path);
-        return -1;
-    }
-    if (v[0] == '\0') {
-        err(ld, val, "environment variable %s (%s) is empty", s, path);
+    if (v == NULL || v[0] == '\0') {
+        const char *what = v == NULL ? "is not set" : "is empty";
+        if (env_name_plain(s))
+            err(ld, val, "environment variable %s (%s) %s", s, path, what);
+        else
+            /* Keys such as gsk_..., hf_... or ghp_... pass for names: one with lower
+             * case is named by where it was asked for only. */
+            err(ld, val,
+                "the environment variable named in %s %s (its name is not repeated: it "
+                "has lower case, as a key pasted there by mistake would)",
+                path, what);
         return -1;
     }
     if (replace_str(ld, val, env, s, val->len) != 0 ||

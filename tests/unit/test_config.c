@@ -746,6 +746,25 @@ static void test_env_vars(void **state)
     expect_error(PROVIDERS "    api_key_env: a0123456789abcdef0123456789abcdefSECRET\n",
                  "must be the name of an environment variable");
     assert_int_equal(count_containing("SECRET"), 0);
+    /* keys shaped like a variable's name (Groq, Hugging Face, GitHub) are not
+     * repeated when no such variable is set or it is empty */
+    expect_line(PROVIDERS "    api_key_env: gsk_8fJ2kQx9Lm3Zr7SECRET\n",
+                F ":6:18: the environment variable named in providers.new.api_key_env is not "
+                  "set (its name is not repeated: it has lower case, as a key pasted there by "
+                  "mistake would)");
+    assert_int_equal(count_containing("SECRET"), 0);
+    expect_error(PROVIDERS "    api_key_env: hf_AbCdSECRET\n", "is not set");
+    assert_int_equal(count_containing("SECRET"), 0);
+    setenv("ghp_SECRET", "", 1);
+    expect_error(PROVIDERS "    api_key_env: ghp_SECRET\n",
+                 "the environment variable named in providers.new.api_key_env is empty");
+    assert_int_equal(count_containing("SECRET"), 0);
+    unsetenv("ghp_SECRET");
+    setenv("lower_case_name", "sk-SECRET", 1);
+    config_t *lc = expect_ok(PROVIDERS "    api_key_env: lower_case_name\n");
+    assert_string_equal(lc->providers[1].api_key, "sk-SECRET");
+    config_unref(lc);
+    unsetenv("lower_case_name");
     /* keys are never read from the file */
     expect_error(PROVIDERS "    api_key: sk-proj-abc123SECRET\n",
                  "providers.new.api_key: secrets are never read from the file; put it in an "
