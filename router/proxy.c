@@ -676,6 +676,8 @@ static void forward(proxy_req_t *p, size_t n)
              * its answer (-1: the event carries usage) saves inspect_event a search. */
             long kept = usage_strip_event(region + off, len);
             inspect_event(p, region + off, kept < 0 ? len : (size_t)kept, kept < 0);
+            if (kept < 0) /* read above; a chunk that carries more than usage goes on */
+                kept = usage_strip_object(region + off, len);
             if (kept > 0)
                 evbuffer_add(p->w->scratch, region + off, (size_t)kept);
             off += len;

@@ -259,6 +259,79 @@ long usage_strip_event(char *event, size_t len)
     return (long)(n_members ? (size_t)(out - event) : len);
 }
 
+static int blank(char c)
+{
+    return (unsigned char)c <= 32; /* what jsonscan and cJSON skip */
+}
+
+long usage_strip_object(char *event, size_t len)
+{
+    /* The data line: "data:" at the start of a line, the JSON after it, a line end. */
+    static const char field[] = "data:";
+    char *line = NULL;
+    for (char *p = event; p && p < event + len;) {
+        if ((size_t)(event + len - p) >= sizeof(field) - 1 &&
+            memcmp(p, field, sizeof(field) - 1) == 0) {
+            if (line)
+                return -1; /* data over several lines: not one chunk to rewrite */
+            line = p;
+        }
+        p = memchr(p, '\n', (size_t)(event + len - p));
+        if (p)
+            p++;
+    }
+    if (!line)
+        return -1;
+    char *data = line + sizeof(field) - 1;
+    char *data_end = memchr(data, '\n', (size_t)(event + len - data));
+    if (!data_end)
+        data_end = event + len;
+    size_t dlen = (size_t)(data_end - data);
+    size_t coff, clen, uoff, ulen;
+    if (jsonscan_member(data, dlen, "choices", &coff, &clen) != JSONSCAN_FOUND ||
+        jsonscan_member(data, dlen, "usage", &uoff, &ulen) != JSONSCAN_FOUND)
+        return -1;
+    const char *c = data + coff, *c_end = c + clen;
+    if (*c != '[')
+        return -1;
+    for (c++; c < c_end && blank(*c); c++)
+        ;
+    if (c < c_end && *c == ']')
+        return -1; /* no choice: the usage chunk itself */
+    if (ulen < 2 || data[uoff] != '{')
+        return -1;
+    /* Back from the value over `"usage"` blank `:` blank to the member's start. */
+    char *k = data + uoff;
+    for (k--; k > data && blank(*k); k--)
+        ;
+    if (*k != ':')
+        return -1;
+    for (k--; k > data && blank(*k); k--)
+        ;
+    if (k - data < 6 || memcmp(k - 6, "\"usage\"", 7) != 0)
+        return -1;
+    char *cut = k - 6, *cut_end = data + uoff + ulen;
+    char *b = cut - 1;
+    while (b > data && blank(*b))
+        b--;
+    if (*b == ',') {
+        cut = b; /* a later member: from its comma */
+    } else if (*b == '{') {
+        char *a = cut_end; /* the first member: through the comma after it */
+        while (a < data_end && blank(*a))
+            a++;
+        if (a >= data_end || *a != ',')
+            return -1; /* the only member: nothing else to pass on */
+        for (a++; a < data_end && blank(*a); a++)
+            ;
+        cut_end = a;
+    } else {
+        return -1;
+    }
+    memmove(cut, cut_end, (size_t)(event + len - cut_end));
+    return (long)(len - (size_t)(cut_end - cut));
+}
+
 long usage_content_chars(const char *json, size_t len)
 {
     cJSON *root = parse_copy(json, len);

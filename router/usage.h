@@ -37,6 +37,16 @@ int usage_event_has_usage(const char *data, size_t len);
  * `,"usage":null` members OpenAI adds to every chunk are removed).
  */
 long usage_strip_event(char *event, size_t len);
+/*
+ * For an event usage_strip_event withholds (-1): when the usage object rides on a chunk
+ * that carries more (DeepSeek, Mistral and relays put it on the last content chunk),
+ * its member is cut out of the event's data line in place and the new length is
+ * returned, so the client still gets the chunk's content and finish_reason. -1 when
+ * the event is the usage alone (OpenAI's own usage chunk: "choices":[]) or its data
+ * cannot be read with confidence (no top-level choices or usage object, a second data
+ * line): withheld whole, as before.
+ */
+long usage_strip_object(char *event, size_t len);
 /* The same rewrite, member by member: usage_strip_event's fallback past the members it
  * keeps track of, and what the fuzzer and the unit test hold it to. */
 long usage_strip_event_reference(char *event, size_t len);

@@ -495,15 +495,19 @@ static long chat_stream(const sim_call_t *c, const sim_answer_t *a, struct evbuf
             goto fail;
         mark(out, ev, &k, i == 0 ? SIM_EV_FIRST : SIM_EV_NEXT);
     }
+    int on_last = a->usage && a->usage_on_last;
     if (evbuffer_add_printf(out,
                             legacy ? "%s{\"text\":\"\",\"index\":0,\"logprobs\":null,"
                                      "\"finish_reason\":\"stop\"}%s"
                                    : "%s{\"index\":0,\"delta\":{},\"logprobs\":null,"
                                      "\"finish_reason\":\"stop\"}%s",
-                            prefix, tail) < 0)
+                            prefix, on_last ? "],\"usage\":" : tail) < 0)
+        goto fail;
+    if (on_last && ((legacy ? add_completion_usage(out, c, a) : add_chat_usage(out, c, a)) < 0 ||
+                    evbuffer_add(out, "}\n\n", 3) < 0))
         goto fail;
     mark(out, ev, &k, a->pieces == 0 ? SIM_EV_FIRST : SIM_EV_NOW);
-    if (a->usage) {
+    if (a->usage && !on_last) {
         if (evbuffer_add(out, prefix, (size_t)plen) < 0 ||
             evbuffer_add_printf(out, "],\"usage\":") < 0 ||
             (legacy ? add_completion_usage(out, c, a) : add_chat_usage(out, c, a)) < 0 ||
@@ -722,6 +726,7 @@ int sim_api_plan(const sim_request_t *r, struct evbuffer *out, sim_plan_t *plan)
             plan->is_stream = call.stream;
             if (call.stream) {
                 a.usage = !r->no_usage && (call.include_usage || r->ep == SIM_EP_RESPONSES);
+                a.usage_on_last = r->usage_on_last;
                 plan->events = malloc(sim_api_stream_cap(a.pieces) * sizeof(*plan->events));
                 plan->n_events =
                     plan->events ? sim_api_stream(r->ep, &call, &a, out, plan->events) : -1;

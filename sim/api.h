@@ -75,6 +75,7 @@ typedef struct {
     const char *fingerprint_json; /* quoted --name, for system_fingerprint / owned_by */
     long pieces;                  /* content pieces (completion tokens) to generate */
     int usage;                    /* put usage in the answer (stream: a usage chunk) */
+    int usage_on_last;            /* stream: on the finish chunk instead */
 } sim_answer_t;
 
 /* Non-streaming body of a successful answer for ep. */
@@ -123,6 +124,7 @@ typedef struct {
     int fault_status;       /* x-sim-fault status=, 0 = none */
     int fault_retry_after;  /* x-sim-fault retry_after=, -1 = none */
     int no_usage;           /* x-sim-fault no_usage */
+    int usage_on_last;      /* x-sim-fault usage_on_last */
 } sim_request_t;
 
 typedef struct {

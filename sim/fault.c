@@ -6,7 +6,7 @@
 
 #define KNOWN                                                                                      \
     "status=N, retry_after=N, hang_before_headers, hang_after_headers, "                           \
-    "reset_after_chunks=N, stall_after_chunks=N, delay_ms=N, no_usage, garbage; "                  \
+    "reset_after_chunks=N, stall_after_chunks=N, delay_ms=N, no_usage, usage_on_last, garbage; "                  \
     "prefix NAME: to aim at one sim"
 
 void sim_fault_init(sim_fault_t *f)
@@ -109,6 +109,7 @@ int sim_fault_parse(const char *s, const char *self, sim_fault_t *f, char *err, 
         int *flag = name_is(item, nlen, "hang_before_headers")  ? &f->hang_before
                     : name_is(item, nlen, "hang_after_headers") ? &f->hang_after
                     : name_is(item, nlen, "no_usage")           ? &f->no_usage
+                    : name_is(item, nlen, "usage_on_last")      ? &f->usage_on_last
                     : name_is(item, nlen, "garbage")            ? &f->garbage
                     : name_is(item, nlen, "cut_json")           ? &f->cut_json
                                                                 : NULL;

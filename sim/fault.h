@@ -20,6 +20,7 @@ typedef struct {
     long reset_after; /* -1 = none; events (or half a body) sent before a TCP reset */
     long delay_ms;    /* extra delay before the headers */
     int no_usage;     /* never send usage, even when asked */
+    int usage_on_last; /* a stream's usage rides on its finish chunk (DeepSeek, Mistral) */
     long stall_after; /* -1 = none; stream: events sent before going silent */
     int garbage;      /* answer with bytes that are not HTTP, then close */
     int cut_json;     /* a JSON answer's first half, framed as if whole */

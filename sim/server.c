@@ -704,7 +704,8 @@ static int sreq_plan(sim_req_t *s, uint64_t n, const char *path, const char *bod
                        .pre = &pre,
                        .fault_status = s->fault.status,
                        .fault_retry_after = s->fault.retry_after,
-                       .no_usage = s->fault.no_usage};
+                       .no_usage = s->fault.no_usage,
+                       .usage_on_last = s->fault.usage_on_last};
     return sim_api_plan(&r, s->body, &s->plan);
 }
 

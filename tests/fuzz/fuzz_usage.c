@@ -9,6 +9,7 @@
  *   - usage_strip_event never grows its input and withholds exactly the events
  *     usage_event_has_usage flags, and rewrites an event exactly as the walk it
  *     replaced (usage_strip_event_reference);
+ *   - usage_strip_object only ever removes one run of bytes, or leaves the event;
  *   - differential: usage_from_json (a scan that parses only the usage value) finds
  *     exactly what the whole-body cJSON reference finds, and finds more only in a
  *     body cJSON cannot parse at all.
@@ -64,6 +65,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(kept == ref_kept);
     FUZZ_CHECK(kept <= 0 || memcmp(buf, ref_buf, (size_t)kept) == 0);
     free(ref_buf);
+    if (kept == -1) {
+        /* usage cut out of a chunk that carries more: shorter, the usage gone from the
+         * data line, everything before the cut untouched */
+        char *obj = fuzz_dup(data, size);
+        long cut = usage_strip_object(obj, size);
+        FUZZ_CHECK(cut == -1 || (cut > 0 && (size_t)cut < size));
+        if (cut > 0) {
+            size_t same = 0;
+            while (same < (size_t)cut && obj[same] == (char)data[same])
+                same++;
+            FUZZ_CHECK(memcmp(obj + same, data + same + (size - (size_t)cut),
+                              (size_t)cut - same) == 0); /* the rest is the tail, moved */
+        }
+        free(obj);
+    }
     if (has)
         FUZZ_CHECK(kept == -1);
     else

@@ -199,6 +199,40 @@ def case_stream_without_usage_is_byte_identical_and_still_counted():
     check(line["cost_usd"] > 0, "cost recorded")
 
 
+def case_usage_on_the_finish_chunk_is_cut_out_not_the_chunk():
+    """DeepSeek and Mistral send usage on the last content chunk, not on one of its own:
+    a client that did not ask for usage gets that chunk without it, finish_reason and
+    all, and the usage is still billed."""
+    log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
+    o, n, r, cfg = _stack(log, percentage=0)
+    try:
+        body = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "finish"}],
+                "stream": True}
+        status, _, data = r.chat(body, {"x-user-id": "last-1", "x-sim-fault": "usage_on_last"})
+        eq(status, 200, "status")
+        check(b'"usage"' not in data, f"usage reached a client that did not ask: {data[-300:]}")
+        chunks = [json.loads(d) for _, d in sse_events(data) if d != "[DONE]"]
+        finish = [c for c in chunks if c["choices"] and c["choices"][0].get("finish_reason")]
+        eq(len(finish), 1, f"the finish chunk reached the client: {data[-300:]}")
+        eq(finish[0]["choices"][0]["finish_reason"], "stop", "finish_reason")
+        check(data.rstrip().endswith(b"data: [DONE]"), "the stream ends with [DONE]")
+        # the client who asked for usage gets the provider's chunk as it was sent
+        body["stream_options"] = {"include_usage": True}
+        status, _, asked = r.chat(body, {"x-user-id": "last-2", "x-sim-fault": "usage_on_last"})
+        withusage = [json.loads(d) for _, d in sse_events(asked) if d != "[DONE]"
+                     and json.loads(d).get("usage")]
+        eq(len(withusage), 1, "the usage the client asked for")
+        eq(withusage[0]["choices"][0]["finish_reason"], "stop", "on the finish chunk")
+        lines = _read_log(log, 2)
+        for line in lines:
+            eq(line["usage_source"], "upstream", "usage billed from the finish chunk")
+        eq(lines[1]["tokens_out"], withusage[0]["usage"]["completion_tokens"], "tokens")
+        eq(lines[0]["tokens_out"], lines[1]["tokens_out"], "same answer, same bill")
+    finally:
+        for x in (r, n, o):
+            x.stop()
+
+
 def case_stream_with_usage_requested_keeps_it():
     log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
     o, n, r, cfg = _stack(log, percentage=0)

@@ -134,12 +134,52 @@ static void test_strip_event(void **state)
     strip_case(many, (long)strlen(want), want);
 }
 
+static void obj_case(const char *in, const char *want)
+{
+    char buf[512];
+    size_t n = strlen(in);
+    memcpy(buf, in, n + 1);
+    long kept = usage_strip_object(buf, n);
+    if (!want) {
+        assert_int_equal(kept, -1);
+        assert_string_equal(buf, in); /* untouched */
+        return;
+    }
+    assert_int_equal(kept, (long)strlen(want));
+    assert_memory_equal(buf, want, strlen(want));
+}
+
+static void test_strip_object(void **state)
+{
+    (void)state;
+    /* usage on the last content chunk (DeepSeek, Mistral): the chunk goes on without it */
+    obj_case("data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"END\"},"
+             "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,"
+             "\"completion_tokens\":{\"n\":\"}\"}}}\n\n",
+             "data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"END\"},"
+             "\"finish_reason\":\"stop\"}]}\n\n");
+    /* first member, blanks around, CRLF line ends, an event name before the data */
+    obj_case("event: x\r\ndata: { \"usage\" : {\"a\":1} ,\t\"choices\": [ {} ] }\r\n\r\n",
+             "event: x\r\ndata: { \"choices\": [ {} ] }\r\n\r\n");
+    /* the usage chunk itself, no choices, usage not an object: withheld whole */
+    obj_case("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n", NULL);
+    obj_case("data: {\"choices\":[ \n ],\"usage\":{\"prompt_tokens\":1}}\n\n", NULL);
+    obj_case("data: {\"usage\":{\"prompt_tokens\":1}}\n\n", NULL);
+    obj_case("data: {\"choices\":[{}],\"usage\":null}\n\n", NULL);
+    /* a second data line, no data, a broken document: withheld whole */
+    obj_case("data: {\"choices\":[{}],\n"
+             "data: \"usage\":{\"a\":1}}\n\n", NULL);
+    obj_case(": comment\n\n", NULL);
+    obj_case("data: {\"choices\":[{}],\"usage\":{\"a\":1\n\n", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_members),
         cmocka_unit_test(test_usage_through_the_scan),
         cmocka_unit_test(test_strip_event),
+        cmocka_unit_test(test_strip_object),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
