@@ -1149,6 +1149,46 @@ static int json_answer_whole(proxy_req_t *p)
     return buffered_json_whole(p);
 }
 
+/* What the provider bills for an attempt that ended without a whole answer (a stream
+ * cut short, an attempt the client left): the usage it sent, or once the request had
+ * reached it an estimate, the prompt from the body's size and the completion from the
+ * content events passed on. It is wasted spend: nobody got a whole answer for it. */
+static void bill_unfinished(proxy_req_t *p)
+{
+    if (!p->model)
+        return;
+    usage_t u = p->usage;
+    if (u.source != USAGE_UPSTREAM) {
+        if (!p->xfer.easy || !request_sent(p))
+            return; /* the provider never had the whole request */
+        u.prompt = usage_estimate_tokens(p->body_len);
+        u.completion = p->stream_req ? p->content_events : 0;
+        u.cached = 0;
+    }
+    double c = pricing_cost(config_price(&p->cfg->providers[p->role], p->model), u.prompt,
+                            u.completion, u.cached);
+    if (c > 0)
+        p->wasted[p->role] += c;
+}
+
+/* The client left while an attempt was in flight: the attempt is cancelled, never
+ * finished, so it is recorded here, as the client's, with what it cost. */
+static void record_abandoned(proxy_req_t *p)
+{
+    if (!p->xfer.active || p->n_attempts >= MAX_ATTEMPTS)
+        return;
+    attempt_rec_t *a = &p->attempts[p->n_attempts++];
+    a->role = (int8_t)p->role;
+    a->status = p->headers_done && p->status > 0 && p->status < 1000 ? (int32_t)p->status : 0;
+    a->cls = (uint8_t)FAIL_CLIENT_CLOSED;
+    a->ms = ms_since(&p->t_attempt);
+    bill_unfinished(p);
+    if (p->attempt_is_probe) {
+        health_release_probe(&p->w->srv->health[p->role]);
+        p->attempt_is_probe = 0;
+    }
+}
+
 static void attempt_finished(proxy_req_t *p, CURLcode rc)
 {
     if (p->timer)
@@ -1186,6 +1226,8 @@ static void attempt_finished(proxy_req_t *p, CURLcode rc)
     a->ms = ms_since(&p->t_attempt);
     report_health(p, cls);
     if (p->client_gone) {
+        if (p->mode != MODE_BUFFER)
+            bill_unfinished(p);
         maybe_free(p);
         return;
     }
@@ -1210,6 +1252,7 @@ static void attempt_finished(proxy_req_t *p, CURLcode rc)
         describe_attempts(p, msg, sizeof(msg));
         log_warn("event=response_truncated request_id=%s provider=%s class=%s", p->request_id,
                  pv->name, failure_name(cls));
+        bill_unfinished(p);
         end_stream_with_error(p, msg);
         maybe_free(p);
         return;
@@ -1326,6 +1369,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     proxy_req_t *p = arg;
     if (p->timer_mode == TIMER_CANCEL || p->client_gone) {
+        record_abandoned(p); /* unless the attempt finished before this cancel */
         release_attempt(p);
         maybe_free(p);
         return;
@@ -1415,6 +1459,7 @@ static void client_left(proxy_req_t *p)
             evtimer_add(p->timer, &now); /* cancel from the loop, not inside libcurl */
             return;
         }
+        record_abandoned(p);
         upstream_cancel(p->w->up, &p->xfer);
     }
     maybe_free(p);

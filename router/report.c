@@ -209,7 +209,7 @@ typedef struct {
 static void acc_add(acc_t *c, const report_record_t *r)
 {
     c->requests++;
-    if (r->status == 0)
+    if (r->status == 0 || r->client_left)
         c->client_closed++;
     else if (r->status >= 500 || r->truncated)
         c->errors++;
@@ -727,6 +727,13 @@ static int parse_record(lp_t *lp, report_record_t *r)
         return -1;
     r->fallback = s != NULL;
     r->truncated = it != NULL && cJSON_IsTrue(it);
+    /* A client that left during its answer had status 200 sent already: the last
+     * attempt says it left. */
+    const cJSON *attempts = cJSON_GetObjectItemCaseSensitive(lp->obj, "attempts");
+    int n = cJSON_IsArray(attempts) ? cJSON_GetArraySize(attempts) : 0;
+    const cJSON *last = n > 0 ? cJSON_GetArrayItem(attempts, n - 1) : NULL;
+    const cJSON *cls = last ? cJSON_GetObjectItemCaseSensitive(last, "class") : NULL;
+    r->client_left = cJSON_IsString(cls) && strcmp(cls->valuestring, "client_closed") == 0;
     return 0;
 }
 

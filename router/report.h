@@ -12,7 +12,8 @@
  *   report_cli.c     the command: arguments, config, files, stdout / stderr.
  *
  * Definitions (also printed as footnotes by the renderers):
- *   - client_closed: status 0 (the client left first). Not an error.
+ *   - client_closed: status 0 (the client left first), or the last attempt's class is
+ *     `client_closed` (it left during the answer). Not an error.
  *   - error: not client_closed, and status >= 500 or `truncated` is true.
  *   - fallback: `fallback` is not null.
  *   - quantiles are exact, nearest rank: the p-th percentile of N sorted values
@@ -82,6 +83,7 @@ typedef struct {
     double wasted_cost_usd;
     int fallback; /* `fallback` was not null */
     int truncated;
+    int client_left; /* the last attempt's class is "client_closed" */
 } report_record_t;
 
 typedef struct report_agg report_agg_t;

@@ -533,7 +533,7 @@ static void section_groups(sb_t *b, const report_t *r, report_format_t f)
     sb_note(b, f == REPORT_MARKDOWN,
             "Latency and TTFB (first byte sent to the client) in ms, exact nearest-rank "
             "quantiles. Errors: status >= 500 or a truncated stream; requests the client left "
-            "(status 0) are not errors. Cost \"-\": no price for the model at that provider.");
+            "(status 0, or gone during the answer) are not errors. Cost \"-\": no price for the model at that provider.");
     if (partial)
         sb_note(b, f == REPORT_MARKDOWN,
                 "* cost unknown for some of the requests; the figure sums the known ones.");

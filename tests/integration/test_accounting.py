@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -228,6 +229,108 @@ def case_usage_on_the_finish_chunk_is_cut_out_not_the_chunk():
             eq(line["usage_source"], "upstream", "usage billed from the finish chunk")
         eq(lines[1]["tokens_out"], withusage[0]["usage"]["completion_tokens"], "tokens")
         eq(lines[0]["tokens_out"], lines[1]["tokens_out"], "same answer, same bill")
+    finally:
+        for x in (r, n, o):
+            x.stop()
+
+
+def _cost(usage, price_in=2.00, price_out=8.00, price_cached=0.50):
+    """A usage object at the original's PRICED gpt-4.1 prices."""
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    return ((usage["prompt_tokens"] - cached) * price_in + cached * price_cached +
+            usage["completion_tokens"] * price_out) / 1e6
+
+
+def _report_json(r, log):
+    p = subprocess.run([binary("switchyard"), "report", "-c", r.config_path, "--format", "json",
+                        log], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    eq(p.returncode, 0, f"report: {p.stderr}")
+    return json.loads(p.stdout)["totals"]
+
+
+def case_a_stream_cut_short_is_billed_as_wasted():
+    """The provider bills a stream that breaks: with the usage it sent before breaking,
+    exactly; without, an estimate. Neither may vanish from the log."""
+    log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
+    o, n, r, cfg = _stack(log, percentage=0)
+    try:
+        body = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "cut me"}],
+                "stream": True, "stream_options": {"include_usage": True}}
+        # 10 events: the role chunk, 8 content chunks, the finish chunk with the usage
+        status, _, data = r.chat(body, {"x-user-id": "cut-1",
+                                        "x-sim-fault": "usage_on_last,reset_after_chunks=10"})
+        eq(status, 200, "status")
+        usage = [json.loads(d)["usage"] for _, d in sse_events(data)
+                 if d != "[DONE]" and "error" not in json.loads(d) and json.loads(d).get("usage")]
+        eq(len(usage), 1, "the usage arrived before the cut")
+        body.pop("stream_options")
+        status, _, _ = r.chat(body, {"x-user-id": "cut-2", "x-sim-fault": "reset_after_chunks=4"})
+        lines = _read_log(log, 2)
+        for line in lines:
+            check(line["truncated"], f"truncated: {line}")
+            check(line["attempts"][-1]["class"] not in ("ok", "client_closed"), f"the cut: {line}")
+        check(abs(lines[0]["wasted_cost_usd"] - _cost(usage[0])) < 1e-12,
+              f"exact wasted {lines[0]['wasted_cost_usd']!r}, want {_cost(usage[0])!r}")
+        check(lines[1]["wasted_cost_usd"] > 0, f"estimated wasted: {lines[1]}")
+        rep = _report_json(r, log)
+        check(abs(rep["wasted_cost_usd"] - lines[0]["wasted_cost_usd"] -
+                  lines[1]["wasted_cost_usd"]) < 1e-12, f"report wasted {rep['wasted_cost_usd']}")
+    finally:
+        for x in (r, n, o):
+            x.stop()
+
+
+def _leave_after(r, body, headers, leave):
+    """Sends a request and closes the socket once `leave` bytes came, or after `leave` s."""
+    raw = json.dumps(body).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(raw)}\r\n" +
+            "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+    s = socket.create_connection((r.host, r.port))
+    try:
+        s.sendall(head + raw)
+        if isinstance(leave, float):
+            time.sleep(leave)
+        else:
+            got = b""
+            s.settimeout(10)
+            while len(got) < leave:
+                chunk = s.recv(4096)
+                check(chunk, "the stream ended before the client meant to leave")
+                got += chunk
+    finally:
+        s.close()
+
+
+def case_a_client_leaving_is_recorded_with_its_provider_and_spend():
+    """A client that leaves mid-answer: its attempt is in the log with the provider that
+    had it, the spend the provider billed is wasted, and the report counts the request
+    as client-closed, stream (status 200 already sent) or not."""
+    log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
+    o, n, r, cfg = _stack(log, percentage=0, sim_args=("--chunk-ms", "300"))
+    try:
+        body = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "leave me"}],
+                "stream": True}
+        _leave_after(r, body, {"x-user-id": "gone-1"}, 400)  # the head and a chunk or two
+        body.pop("stream")
+        _leave_after(r, body, {"x-user-id": "gone-2", "x-sim-fault": "delay_ms=3000"}, 0.5)
+        lines = sorted(_read_log(log, 2), key=lambda l: l["stream"], reverse=True)
+        eq([l["stream"] for l in lines], [True, False], "both requests logged")
+        for line in lines:
+            eq(line["provider"], "openai", f"the provider that had it: {line}")
+            eq(len(line["attempts"]), 1, "one attempt")
+            eq(line["attempts"][0]["class"], "client_closed", "the attempt's end")
+            eq(line["attempts"][0]["provider"], "openai", "the attempt's provider")
+            check(line["wasted_cost_usd"] > 0, f"what the provider billed: {line}")
+        eq(lines[0]["status"], 200, "the stream's head was sent")
+        eq(lines[1]["status"], 0, "nothing was sent")
+        rep = _report_json(r, log)
+        eq(rep["client_closed"], 2, f"report client_closed: {rep}")
+        eq(rep["errors"], 0, "leaving is not an error")
+        text = _metrics(r)
+        att = [v for l, v in _series(text, "switchyard_attempts_total")
+               if l.get("class") == "client_closed" and l.get("provider") == "openai"]
+        eq(sum(att), 2, f"attempts_total client_closed: {att}")
     finally:
         for x in (r, n, o):
             x.stop()
