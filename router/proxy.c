@@ -780,6 +780,28 @@ static void commit_stream(proxy_req_t *p)
     evhttp_connection_set_timeout(p->evcon, (int)(secs > 3600 ? secs : 3600));
 }
 
+/* Before the commit: does the first n bytes of p->buf hold an event with a field, not
+ * only comments? Relays send `: PROCESSING` keep-alives before the first token; they
+ * are held with the answer rather than commit a stream that may still fail over. */
+static int has_data_event(proxy_req_t *p, size_t n)
+{
+    const char *b = (const char *)evbuffer_pullup(p->buf, (ev_ssize_t)n);
+    size_t off = 0;
+    while (b && off < n) {
+        size_t len = sse_event_end(b + off, n - off);
+        if (len == 0)
+            return 0;
+        for (size_t i = off; i < off + len;) {
+            if (b[i] != '\r' && b[i] != '\n' && b[i] != ':')
+                return 1; /* a line that is not a comment or a blank */
+            const char *lf = memchr(b + i, '\n', off + len - i);
+            i = lf ? (size_t)(lf - b) + 1 : off + len;
+        }
+        off += len;
+    }
+    return 0;
+}
+
 static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
 {
     proxy_req_t *p = arg;
@@ -824,7 +846,8 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
     size_t before = evbuffer_get_length(p->buf);
     evbuffer_add(p->buf, data, len);
     size_t last_end = 0;
-    if (sse_scan(&p->sse, data, len, &last_end) > 0) {
+    if (sse_scan(&p->sse, data, len, &last_end) > 0 &&
+        (p->committed || has_data_event(p, before + last_end))) {
         if (!p->committed)
             commit_stream(p);
         forward(p, before + last_end);
@@ -958,6 +981,9 @@ static fail_class_t classify_curl(proxy_req_t *p, CURLcode rc)
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
     case CURLE_GOT_NOTHING:
+    /* ...or closed cleanly before the end of its body: a FIN there says no more than a
+     * reset does. */
+    case CURLE_PARTIAL_FILE:
         return FAIL_CONNECT_ERROR;
     default:
         /* Malformed or short responses (bad chunking, body shorter than announced). */
@@ -1206,6 +1232,13 @@ static void attempt_finished(proxy_req_t *p, CURLcode rc)
     }
     if (cls == FAIL_NONE)
         cls = failure_of_status(p->status);
+    if (cls == FAIL_NONE && p->mode == MODE_STREAM && !p->committed && p->status >= 200 &&
+        p->status < 300) {
+        /* A 2xx stream that ended before its first event (empty, half an event, only
+         * comments) is no answer: never passed on as one. */
+        cls = FAIL_PROTOCOL;
+        snprintf(p->fail_detail, sizeof(p->fail_detail), "stream ended before its first event");
+    }
     if (cls == FAIL_NONE && !p->client_gone && !json_answer_whole(p)) {
         cls = FAIL_PROTOCOL;
         snprintf(p->fail_detail, sizeof(p->fail_detail), "JSON answer cut short or malformed");
@@ -1440,7 +1473,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         evtimer_add(p->timer, &tv);
         return;
     }
-    p->fail = waiting_first ? FAIL_TIMEOUT_FIRST_BYTE : FAIL_TIMEOUT_IDLE;
+    /* A stream that stalls before its first event has sent the client nothing: for the
+     * fallback policy it is the first event that did not come. */
+    p->fail = waiting_first || (p->mode == MODE_STREAM && !p->committed)
+                  ? FAIL_TIMEOUT_FIRST_BYTE
+                  : FAIL_TIMEOUT_IDLE;
     upstream_cancel(p->w->up, &p->xfer);
     attempt_finished(p, CURLE_OPERATION_TIMEDOUT);
 }

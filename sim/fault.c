@@ -6,7 +6,7 @@
 
 #define KNOWN                                                                                      \
     "status=N, retry_after=N, hang_before_headers, hang_after_headers, "                           \
-    "reset_after_chunks=N, stall_after_chunks=N, delay_ms=N, no_usage, usage_on_last, garbage; "                  \
+    "reset_after_chunks=N, close_after_chunks=N, stall_after_chunks=N, end_after_chunks=N, comment_first, delay_ms=N, no_usage, usage_on_last, garbage; "                  \
     "prefix NAME: to aim at one sim"
 
 void sim_fault_init(sim_fault_t *f)
@@ -15,6 +15,7 @@ void sim_fault_init(sim_fault_t *f)
     f->retry_after = -1;
     f->reset_after = -1;
     f->stall_after = -1;
+    f->end_after = -1;
 }
 
 static int is_space(char c)
@@ -110,6 +111,7 @@ int sim_fault_parse(const char *s, const char *self, sim_fault_t *f, char *err, 
                     : name_is(item, nlen, "hang_after_headers") ? &f->hang_after
                     : name_is(item, nlen, "no_usage")           ? &f->no_usage
                     : name_is(item, nlen, "usage_on_last")      ? &f->usage_on_last
+                    : name_is(item, nlen, "comment_first")      ? &f->comment_first
                     : name_is(item, nlen, "garbage")            ? &f->garbage
                     : name_is(item, nlen, "cut_json")           ? &f->cut_json
                                                                 : NULL;
@@ -125,10 +127,17 @@ int sim_fault_parse(const char *s, const char *self, sim_fault_t *f, char *err, 
             if (!eq || parse_num(val, vlen, 0, 86400, &v) < 0)
                 return fail(err, errlen, "retry_after needs seconds 0..86400", item, ilen);
             f->retry_after = (int)v;
-        } else if (name_is(item, nlen, "reset_after_chunks")) {
+        } else if (name_is(item, nlen, "reset_after_chunks") ||
+                   name_is(item, nlen, "close_after_chunks")) {
             if (!eq || parse_num(val, vlen, 0, 1000000, &v) < 0)
-                return fail(err, errlen, "reset_after_chunks needs a count 0..1000000", item, ilen);
+                return fail(err, errlen, "reset_after_chunks/close_after_chunks need a count "
+                            "0..1000000", item, ilen);
             f->reset_after = v;
+            f->close_clean = name_is(item, nlen, "close_after_chunks");
+        } else if (name_is(item, nlen, "end_after_chunks")) {
+            if (!eq || parse_num(val, vlen, 0, 1000000, &v) < 0)
+                return fail(err, errlen, "end_after_chunks needs a count 0..1000000", item, ilen);
+            f->end_after = v;
         } else if (name_is(item, nlen, "stall_after_chunks")) {
             if (!eq || parse_num(val, vlen, 0, 1000000, &v) < 0)
                 return fail(err, errlen, "stall_after_chunks needs a count 0..1000000", item, ilen);

@@ -18,10 +18,13 @@ typedef struct {
     int hang_before;  /* never answer */
     int hang_after;   /* headers, then nothing */
     long reset_after; /* -1 = none; events (or half a body) sent before a TCP reset */
+    int close_clean;  /* close_after_chunks: that end is a clean close (FIN), not a reset */
     long delay_ms;    /* extra delay before the headers */
     int no_usage;     /* never send usage, even when asked */
     int usage_on_last; /* a stream's usage rides on its finish chunk (DeepSeek, Mistral) */
     long stall_after; /* -1 = none; stream: events sent before going silent */
+    long end_after;   /* -1 = none; stream: events sent before a clean end of the stream */
+    int comment_first; /* stream: a `: keep-alive` comment block before the first event */
     int garbage;      /* answer with bytes that are not HTTP, then close */
     int cut_json;     /* a JSON answer's first half, framed as if whole */
 } sim_fault_t;

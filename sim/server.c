@@ -442,14 +442,15 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
     sreq_close_connection(s);
 }
 
-/* The TCP reset of reset_after_chunks: RST right away, not after a FIN. */
+/* The TCP reset of reset_after_chunks: RST right away, not after a FIN (close_after_chunks:
+ * the FIN, a clean close). */
 static void sreq_reset(sim_req_t *s)
 {
     evutil_socket_t fd = sreq_fd(s);
     struct linger lg = {1, 0};
     struct sockaddr sa;
     s->state = ST_RESETTING;
-    if (fd >= 0) {
+    if (fd >= 0 && !s->fault.close_clean) {
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
         /*
          * evhttp shuts the socket down for writing before closing it, which
@@ -497,6 +498,8 @@ static void sreq_pump(sim_req_t *s, int due)
 
     if (resetting && s->fault.reset_after < limit)
         limit = s->fault.reset_after;
+    if (s->fault.end_after >= 0 && s->fault.end_after < limit)
+        limit = s->fault.end_after; /* then the clean end below */
     int stalling = s->fault.stall_after >= 0 && s->fault.stall_after < limit;
     if (stalling)
         limit = s->fault.stall_after;
@@ -570,6 +573,10 @@ static void sreq_start_reply(sim_req_t *s)
         evhttp_send_reply_start(s->req, 200, NULL);
         s->stream_started = 1;
         s->srv->streams_started++;
+        if (s->fault.comment_first) {
+            evbuffer_add(s->srv->scratch, ": keep-alive\n\n", 14);
+            evhttp_send_reply_chunk(s->req, s->srv->scratch);
+        }
         if (s->fault.hang_after) {
             s->state = ST_HANG;
             return;
