@@ -583,9 +583,9 @@ static void bill_buffered(proxy_req_t *p, fail_class_t cls)
         if (cls == FAIL_NONE && !p->client_gone)
             p->usage = u;
         else if (p->model)
-            p->wasted[p->role] += fmax(0, pricing_cost(config_price(&p->cfg->providers[p->role],
-                                                                    p->model),
-                                                       u.prompt, u.completion, u.cached));
+            p->wasted[p->role] +=
+                fmax(0, pricing_cost(config_price(&p->cfg->providers[p->role], p->model), u.prompt,
+                                     u.completion, u.cached));
     } else if (body && cls == FAIL_NONE && p->usage.source == USAGE_NONE) {
         long chars = usage_content_chars(body, blen);
         if (chars >= 0) {
@@ -1248,8 +1248,7 @@ static void attempt_finished(proxy_req_t *p, CURLcode rc)
     clock_gettime(CLOCK_MONOTONIC, &p->t_upstream_done);
     /* A good answer to an HTTP client is billed after it is written: the usage scan
      * walks the whole body, and nothing in the reply depends on it. */
-    int bill_later = cls == FAIL_NONE && !p->client_gone && !p->committed &&
-                     p->kind == CLIENT_HTTP;
+    int bill_later = cls == FAIL_NONE && !p->client_gone && !p->committed && p->kind == CLIENT_HTTP;
     if (!bill_later)
         bill_buffered(p, cls);
     attempt_rec_t *a = &p->attempts[p->n_attempts++];
@@ -1475,9 +1474,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     }
     /* A stream that stalls before its first event has sent the client nothing: for the
      * fallback policy it is the first event that did not come. */
-    p->fail = waiting_first || (p->mode == MODE_STREAM && !p->committed)
-                  ? FAIL_TIMEOUT_FIRST_BYTE
-                  : FAIL_TIMEOUT_IDLE;
+    p->fail = waiting_first || (p->mode == MODE_STREAM && !p->committed) ? FAIL_TIMEOUT_FIRST_BYTE
+                                                                         : FAIL_TIMEOUT_IDLE;
     upstream_cancel(p->w->up, &p->xfer);
     attempt_finished(p, CURLE_OPERATION_TIMEDOUT);
 }

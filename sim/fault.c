@@ -6,7 +6,8 @@
 
 #define KNOWN                                                                                      \
     "status=N, retry_after=N, hang_before_headers, hang_after_headers, "                           \
-    "reset_after_chunks=N, close_after_chunks=N, stall_after_chunks=N, end_after_chunks=N, comment_first, delay_ms=N, no_usage, usage_on_last, garbage; "                  \
+    "reset_after_chunks=N, close_after_chunks=N, stall_after_chunks=N, end_after_chunks=N, "       \
+    "comment_first, delay_ms=N, no_usage, usage_on_last, garbage; "                                \
     "prefix NAME: to aim at one sim"
 
 void sim_fault_init(sim_fault_t *f)
@@ -130,8 +131,10 @@ int sim_fault_parse(const char *s, const char *self, sim_fault_t *f, char *err, 
         } else if (name_is(item, nlen, "reset_after_chunks") ||
                    name_is(item, nlen, "close_after_chunks")) {
             if (!eq || parse_num(val, vlen, 0, 1000000, &v) < 0)
-                return fail(err, errlen, "reset_after_chunks/close_after_chunks need a count "
-                            "0..1000000", item, ilen);
+                return fail(err, errlen,
+                            "reset_after_chunks/close_after_chunks need a count "
+                            "0..1000000",
+                            item, ilen);
             f->reset_after = v;
             f->close_clean = name_is(item, nlen, "close_after_chunks");
         } else if (name_is(item, nlen, "end_after_chunks")) {

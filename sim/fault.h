@@ -13,20 +13,20 @@
 #include <stddef.h>
 
 typedef struct {
-    int status;       /* 0 = none, else 400..599 */
-    int retry_after;  /* -1 = not given; seconds for Retry-After */
-    int hang_before;  /* never answer */
-    int hang_after;   /* headers, then nothing */
-    long reset_after; /* -1 = none; events (or half a body) sent before a TCP reset */
-    int close_clean;  /* close_after_chunks: that end is a clean close (FIN), not a reset */
-    long delay_ms;    /* extra delay before the headers */
-    int no_usage;     /* never send usage, even when asked */
+    int status;        /* 0 = none, else 400..599 */
+    int retry_after;   /* -1 = not given; seconds for Retry-After */
+    int hang_before;   /* never answer */
+    int hang_after;    /* headers, then nothing */
+    long reset_after;  /* -1 = none; events (or half a body) sent before a TCP reset */
+    int close_clean;   /* close_after_chunks: that end is a clean close (FIN), not a reset */
+    long delay_ms;     /* extra delay before the headers */
+    int no_usage;      /* never send usage, even when asked */
     int usage_on_last; /* a stream's usage rides on its finish chunk (DeepSeek, Mistral) */
-    long stall_after; /* -1 = none; stream: events sent before going silent */
-    long end_after;   /* -1 = none; stream: events sent before a clean end of the stream */
+    long stall_after;  /* -1 = none; stream: events sent before going silent */
+    long end_after;    /* -1 = none; stream: events sent before a clean end of the stream */
     int comment_first; /* stream: a `: keep-alive` comment block before the first event */
-    int garbage;      /* answer with bytes that are not HTTP, then close */
-    int cut_json;     /* a JSON answer's first half, framed as if whole */
+    int garbage;       /* answer with bytes that are not HTTP, then close */
+    int cut_json;      /* a JSON answer's first half, framed as if whole */
 } sim_fault_t;
 
 void sim_fault_init(sim_fault_t *f);

@@ -168,7 +168,8 @@ static void test_strip_object(void **state)
     obj_case("data: {\"choices\":[{}],\"usage\":null}\n\n", NULL);
     /* a second data line, no data, a broken document: withheld whole */
     obj_case("data: {\"choices\":[{}],\n"
-             "data: \"usage\":{\"a\":1}}\n\n", NULL);
+             "data: \"usage\":{\"a\":1}}\n\n",
+             NULL);
     obj_case(": comment\n\n", NULL);
     obj_case("data: {\"choices\":[{}],\"usage\":{\"a\":1\n\n", NULL);
 }
