@@ -5,6 +5,10 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/http.h>
+/* libevent 2.1 has no getter for the request's HTTP version: http_struct.h, its
+ * public compatibility header, is the way (read only, one place). */
+#include <event2/http_struct.h>
 #include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
 #include <stdlib.h>
@@ -23,6 +27,16 @@ char *http_error_body(const char *type, const char *code, const char *message)
         out = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return out;
+}
+
+void http_reply_start_stream(struct evhttp_request *req, int status, const char *reason)
+{
+    if (req->major == 1 && req->minor == 0) {
+        /* evhttp keeps a 1.0 connection only when the request asked for keep-alive */
+        evhttp_remove_header(evhttp_request_get_input_headers(req), "Connection");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    }
+    evhttp_send_reply_start(req, status, reason);
 }
 
 void http_flush_reply(struct evhttp_connection *evcon)

@@ -33,6 +33,12 @@ const char *http_reason(int status);
  * the usual way. Call with nothing of the request or connection used afterwards. */
 void http_flush_reply(struct evhttp_connection *evcon);
 
+/* Starts a reply whose length is not known (a stream): chunked for HTTP/1.1; an
+ * HTTP/1.0 client, which has no chunks, gets a body that ends with the connection
+ * (evhttp would announce the still-empty body's Content-Length to a 1.0 keep-alive
+ * client and never end it). */
+void http_reply_start_stream(struct evhttp_request *req, int status, const char *reason);
+
 /* evhttp_find_header's answer (the first header named `name`, any case, or NULL),
  * cheaper: libevent lowers both names a character at a time through a function call,
  * ~20 instructions for each header it passes; this compares the first letter from a

@@ -408,7 +408,7 @@ static void sse_start(proxy_req_t *p)
     evhttp_add_header(out, "X-Accel-Buffering", "no");
     evhttp_add_header(out, "x-switchyard-request-id", p->request_id);
     add_cors(out, p->cfg, p->origin);
-    evhttp_send_reply_start(p->req, 200, "OK");
+    http_reply_start_stream(p->req, 200, "OK");
     p->sse_started = 1;
     stop_close_watch(p);
     evhttp_connection_set_timeout(p->evcon, 3600);
@@ -755,7 +755,7 @@ static void commit_stream(proxy_req_t *p)
         return;
     }
     copy_upstream_headers(p, p->req, 1);
-    evhttp_send_reply_start(p->req, (int)p->status, http_reason((int)p->status));
+    http_reply_start_stream(p->req, (int)p->status, http_reason((int)p->status));
     drop_sent_headers(evhttp_request_get_output_headers(p->req));
     /* The client's headers were for routing and for attempts, and no attempt follows a
      * commit; evhttp reads only "Connection" of them again (keep-alive). origin points

@@ -424,13 +424,13 @@ def case_proxy_environment_is_honoured():
         ls.close()
 
 
-def _raw_stream_request(port, extra_headers=""):
-    """A socket that has sent one streaming chat request (HTTP/1.1, keep-alive unless
+def _raw_stream_request(port, extra_headers="", version="1.1"):
+    """A socket that has sent one streaming chat request (keep-alive unless
     extra_headers say otherwise), for cases that watch the connection itself."""
     body = json.dumps(dict(CHAT, stream=True))
     s = socket.create_connection(("127.0.0.1", port))
     s.settimeout(5)
-    s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{extra_headers}"
+    s.sendall((f"POST /v1/chat/completions HTTP/{version}\r\nHost: x\r\n{extra_headers}"
                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
                f"{body}").encode())
     return s
@@ -481,3 +481,27 @@ def case_connection_close_is_honoured_after_a_stream():
         check(b"data: [DONE]" in data, "stream complete")
         check(b"\r\nConnection: close\r\n" in data.split(b"\r\n\r\n")[0] + b"\r\n",
               "Connection: close answered")
+
+
+def case_http10_keepalive_client_gets_a_stream_that_ends():
+    # HTTP/1.0 has no chunks: a stream's end is the connection's. evhttp gave a 1.0
+    # keep-alive client "Content-Length: 0" (the empty body at the head) and then kept
+    # the connection open under the events.
+    with stack(percentage=0) as (o, n, r):
+        s = _raw_stream_request(r.port, "Connection: keep-alive\r\n", version="1.0")
+        data = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            check(False, f"HTTP/1.0 stream not ended 5 s on: {data[-200:]!r}")
+        finally:
+            s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        check(b"content-length" not in head.lower(), f"no length for a stream: {head!r}")
+        check(b"\r\nConnection: close" in head + b"\r\n", f"close announced: {head!r}")
+        check(b"chunked" not in head.lower(), "no chunks for HTTP/1.0")
+        check(body.endswith(b"data: [DONE]\n\n"), f"the whole stream: {body[-100:]!r}")
