@@ -209,7 +209,7 @@ def case_usage_on_the_finish_chunk_is_cut_out_not_the_chunk():
     try:
         body = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "finish"}],
                 "stream": True}
-        status, _, data = r.chat(body, {"x-user-id": "last-1", "x-sim-fault": "usage_on_last"})
+        status, h1, data = r.chat(body, {"x-user-id": "last-1", "x-sim-fault": "usage_on_last"})
         eq(status, 200, "status")
         check(b'"usage"' not in data, f"usage reached a client that did not ask: {data[-300:]}")
         chunks = [json.loads(d) for _, d in sse_events(data) if d != "[DONE]"]
@@ -219,12 +219,12 @@ def case_usage_on_the_finish_chunk_is_cut_out_not_the_chunk():
         check(data.rstrip().endswith(b"data: [DONE]"), "the stream ends with [DONE]")
         # the client who asked for usage gets the provider's chunk as it was sent
         body["stream_options"] = {"include_usage": True}
-        status, _, asked = r.chat(body, {"x-user-id": "last-2", "x-sim-fault": "usage_on_last"})
+        status, h2, asked = r.chat(body, {"x-user-id": "last-2", "x-sim-fault": "usage_on_last"})
         withusage = [json.loads(d) for _, d in sse_events(asked) if d != "[DONE]"
                      and json.loads(d).get("usage")]
         eq(len(withusage), 1, "the usage the client asked for")
         eq(withusage[0]["choices"][0]["finish_reason"], "stop", "on the finish chunk")
-        lines = _read_log(log, 2)
+        lines = _by_id(_read_log(log, 2), h1, h2)  # workers write in either order
         for line in lines:
             eq(line["usage_source"], "upstream", "usage billed from the finish chunk")
         eq(lines[1]["tokens_out"], withusage[0]["usage"]["completion_tokens"], "tokens")
@@ -232,6 +232,12 @@ def case_usage_on_the_finish_chunk_is_cut_out_not_the_chunk():
     finally:
         for x in (r, n, o):
             x.stop()
+
+
+def _by_id(lines, *replies):
+    """The log lines of these replies (their headers), in that order."""
+    by = {l["request_id"]: l for l in lines}
+    return [by[h["x-switchyard-request-id"]] for h in replies]
 
 
 def _cost(usage, price_in=2.00, price_out=8.00, price_cached=0.50):
@@ -257,15 +263,15 @@ def case_a_stream_cut_short_is_billed_as_wasted():
         body = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "cut me"}],
                 "stream": True, "stream_options": {"include_usage": True}}
         # 10 events: the role chunk, 8 content chunks, the finish chunk with the usage
-        status, _, data = r.chat(body, {"x-user-id": "cut-1",
-                                        "x-sim-fault": "usage_on_last,reset_after_chunks=10"})
+        status, h1, data = r.chat(body, {"x-user-id": "cut-1",
+                                         "x-sim-fault": "usage_on_last,reset_after_chunks=10"})
         eq(status, 200, "status")
         usage = [json.loads(d)["usage"] for _, d in sse_events(data)
                  if d != "[DONE]" and "error" not in json.loads(d) and json.loads(d).get("usage")]
         eq(len(usage), 1, "the usage arrived before the cut")
         body.pop("stream_options")
-        status, _, _ = r.chat(body, {"x-user-id": "cut-2", "x-sim-fault": "reset_after_chunks=4"})
-        lines = _read_log(log, 2)
+        status, h2, _ = r.chat(body, {"x-user-id": "cut-2", "x-sim-fault": "reset_after_chunks=4"})
+        lines = _by_id(_read_log(log, 2), h1, h2)
         for line in lines:
             check(line["truncated"], f"truncated: {line}")
             check(line["attempts"][-1]["class"] not in ("ok", "client_closed"), f"the cut: {line}")
