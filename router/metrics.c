@@ -100,10 +100,14 @@ void metrics_record(metrics_shard_t *m, const metrics_request_t *r)
         inc(&mm->tokens[r->provider][0], (uint64_t)(r->tokens_in > 0 ? r->tokens_in : 0));
         inc(&mm->tokens[r->provider][1], (uint64_t)(r->tokens_out > 0 ? r->tokens_out : 0));
         inc(&mm->tokens[r->provider][2], (uint64_t)(r->tokens_cached > 0 ? r->tokens_cached : 0));
-        if (r->cost_usd >= 0)
+        if (r->cost_usd >= 0) {
             addf(&mm->cost[r->provider], r->cost_usd);
-        if (r->cost_if_original_usd >= 0)
+            inc(&mm->cost_known[r->provider][0], 1);
+        }
+        if (r->cost_if_original_usd >= 0) {
             addf(&mm->cost_if_original[r->provider], r->cost_if_original_usd);
+            inc(&mm->cost_known[r->provider][1], 1);
+        }
     }
     for (int i = 0; i < CONFIG_N_ROLES; i++)
         if (r->wasted_usd[i] > 0)
@@ -187,6 +191,7 @@ typedef struct {
     uint64_t requests[METRICS_PROVIDERS][2][METRICS_STATUS_CLASSES][OUTCOME_N];
     uint64_t tokens[CONFIG_N_ROLES][3];
     double cost[CONFIG_N_ROLES], cost_if_original[CONFIG_N_ROLES], wasted[CONFIG_N_ROLES];
+    uint64_t cost_known[CONFIG_N_ROLES][2];
 } merged_model_t;
 
 static void merge_model(merged_model_t *d, const metrics_model_t *s)
@@ -202,6 +207,8 @@ static void merge_model(merged_model_t *d, const metrics_model_t *s)
         d->cost[p] += getf(&s->cost[p]);
         d->cost_if_original[p] += getf(&s->cost_if_original[p]);
         d->wasted[p] += getf(&s->wasted[p]);
+        for (int k = 0; k < 2; k++)
+            d->cost_known[p][k] += get(&s->cost_known[p][k]);
     }
 }
 
@@ -387,13 +394,13 @@ char *metrics_render(metrics_shard_t *const *shards, size_t n, const config_t *c
             money[i].name);
         for (size_t k = 0; k < nm; k++)
             for (int p = 0; p < CONFIG_N_ROLES; p++) {
-                double v = money[i].field == 0   ? mm[k].cost[p]
-                           : money[i].field == 1 ? mm[k].cost_if_original[p]
-                                                 : mm[k].wasted[p];
-                int any = 0;
-                for (int d = 0; d < 3; d++)
-                    any |= mm[k].tokens[p][d] != 0;
-                if (v != 0 || (money[i].field != 2 && any))
+                int f = money[i].field;
+                double v = f == 0   ? mm[k].cost[p]
+                           : f == 1 ? mm[k].cost_if_original[p]
+                                    : mm[k].wasted[p];
+                /* A cost is shown once one request had it known (0 included); unknown
+                 * costs are never added, so without one the series would be a false 0. */
+                if (f == 2 ? v != 0 : mm[k].cost_known[p][f] != 0)
                     put(&o, "%s{provider=\"%s\",model=\"%s\"} %.17g\n", money[i].name, prov[p],
                         esc(mm[k].name, e1, sizeof(e1)), v);
             }

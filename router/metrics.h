@@ -64,6 +64,9 @@ typedef struct {
     mgauge_t cost[CONFIG_N_ROLES];
     mgauge_t cost_if_original[CONFIG_N_ROLES];
     mgauge_t wasted[CONFIG_N_ROLES];
+    /* Requests whose cost [0] / cost_if_original [1] was known: a cost series is shown
+     * only when this is not 0, so an unknown cost never reads as a cost of 0. */
+    mcount_t cost_known[CONFIG_N_ROLES][2];
 } metrics_model_t;
 
 typedef struct {

@@ -65,6 +65,14 @@ def _series(text, name):
     return out
 
 
+def _promtool(text):
+    if not shutil.which("promtool"):
+        raise AssertionError("promtool is missing (make deps installs Debian's prometheus)")
+    p = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
+                       capture_output=True, timeout=30)
+    eq(p.returncode, 0, f"promtool check metrics:\n{p.stdout}{p.stderr}")
+
+
 def _mixed_traffic(r):
     """Streaming and not, usage asked and not, fallbacks, a model without a price."""
     cases = []
@@ -91,12 +99,7 @@ def case_metrics_pass_promtool_and_agree_with_log_and_report():
         lines = _read_log(log, 60)
         eq(len(lines), 60, "one access log line per request")
         text = _metrics(r)
-        if shutil.which("promtool"):
-            p = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
-                               capture_output=True, timeout=30)
-            eq(p.returncode, 0, f"promtool check metrics:\n{p.stdout}{p.stderr}")
-        else:
-            raise AssertionError("promtool is missing (make deps installs Debian's prometheus)")
+        _promtool(text)
 
         # requests
         req = _series(text, "switchyard_requests_total")
@@ -137,6 +140,70 @@ def case_metrics_pass_promtool_and_agree_with_log_and_report():
         eq(rep["tokens_out"], sum(l["tokens_out"] for l in lines), "report tokens_out")
         check(abs(rep["cost_usd"] - cost_log) < 1e-9, f"report cost {rep['cost_usd']!r}")
         check(abs(rep["cost_if_original_usd"] - orig_log) < 1e-9, "report cost_if_original")
+    finally:
+        for x in (r, n, o):
+            x.stop()
+
+
+def _label(value):
+    """A label value as the exposition format escapes it."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _served(line):
+    """The provider's answer reached the client: its tokens and cost apply."""
+    return bool(line["attempts"]) and line["attempts"][-1]["class"] == "ok"
+
+
+def case_unpriced_model_has_no_cost_series():
+    """A model without a price is never a cost of 0 in /metrics: its cost series is left
+    out. The same for the cost at the original's prices."""
+    log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
+    o = Sim("original")
+    n = Sim("new")
+    relay_only = NEW_PRICED + "\n      relay-only-model: { input: 1.00, output: 2.00 }"
+    cfg = router_config(o, n, percentage=100, original_extra=PRICED, new_extra=relay_only,
+                        extra=f'access_log: {{ path: "{log}" }}\n')
+    try:
+        r = Router(cfg)
+    except Exception:
+        o.stop()
+        n.stop()
+        raise
+    odd = 'odd"name\\x'  # a quote and a backslash: escaped in the label
+    try:
+        for i, (model, fault) in enumerate((("no-price-model", None), (odd, None),
+                                            ("relay-only-model", None), ("gpt-4.1", None),
+                                            ("no-price-model", "status=503"))):
+            headers = {"x-user-id": f"unpriced-{i}"}
+            if fault:
+                headers["x-sim-fault"] = fault
+            status, _, _ = r.chat({"model": model,
+                                   "messages": [{"role": "user", "content": "price?"}]}, headers)
+            check(status >= 500 if fault else status == 200, f"request {i} ({model}): {status}")
+        lines = _read_log(log, 5)
+        text = _metrics(r)
+        _promtool(text)
+        esc_odd = _label(odd)
+
+        def by_pair(name):
+            return {(lab["provider"], lab["model"]): v for lab, v in _series(text, name)}
+
+        cost = by_pair("switchyard_cost_usd_total")
+        orig = by_pair("switchyard_cost_if_original_usd_total")
+        for model in ("no-price-model", esc_odd):
+            check(not any(m == model for _, m in cost), f"cost series for {model}: {cost}")
+            check(not any(m == model for _, m in orig), f"cost_if_original for {model}: {orig}")
+        check(cost.get(("relay", "relay-only-model"), 0) > 0, f"relay-only cost: {cost}")
+        check(("relay", "relay-only-model") not in orig, f"relay-only cost_if_original: {orig}")
+        check(cost.get(("relay", "gpt-4.1"), 0) > 0 and orig.get(("relay", "gpt-4.1"), 0) > 0,
+              f"gpt-4.1 costs: {cost} {orig}")
+        check(0.0 not in cost.values() and 0.0 not in orig.values(),
+              f"a cost of 0 stands for unknown: {cost} {orig}")
+
+        failed = [l for l in lines if not _served(l)]
+        eq(len(failed), 1, "the 503 is in the log")
+        eq(failed[0]["cost_usd"], None, "nothing served: no cost")
     finally:
         for x in (r, n, o):
             x.stop()
