@@ -108,6 +108,11 @@ void metrics_record(metrics_shard_t *m, const metrics_request_t *r)
             addf(&mm->cost_if_original[r->provider], r->cost_if_original_usd);
             inc(&mm->cost_known[r->provider][1], 1);
         }
+        /* Nothing served has no cost to know (failed attempts are in wasted). */
+        if (r->served && r->cost_usd < 0)
+            inc(&mm->cost_unknown[r->provider][0], 1);
+        if (r->served && r->cost_if_original_usd < 0)
+            inc(&mm->cost_unknown[r->provider][1], 1);
     }
     for (int i = 0; i < CONFIG_N_ROLES; i++)
         if (r->wasted_usd[i] > 0)
@@ -191,7 +196,7 @@ typedef struct {
     uint64_t requests[METRICS_PROVIDERS][2][METRICS_STATUS_CLASSES][OUTCOME_N];
     uint64_t tokens[CONFIG_N_ROLES][3];
     double cost[CONFIG_N_ROLES], cost_if_original[CONFIG_N_ROLES], wasted[CONFIG_N_ROLES];
-    uint64_t cost_known[CONFIG_N_ROLES][2];
+    uint64_t cost_known[CONFIG_N_ROLES][2], cost_unknown[CONFIG_N_ROLES][2];
 } merged_model_t;
 
 static void merge_model(merged_model_t *d, const metrics_model_t *s)
@@ -207,8 +212,10 @@ static void merge_model(merged_model_t *d, const metrics_model_t *s)
         d->cost[p] += getf(&s->cost[p]);
         d->cost_if_original[p] += getf(&s->cost_if_original[p]);
         d->wasted[p] += getf(&s->wasted[p]);
-        for (int k = 0; k < 2; k++)
+        for (int k = 0; k < 2; k++) {
             d->cost_known[p][k] += get(&s->cost_known[p][k]);
+            d->cost_unknown[p][k] += get(&s->cost_unknown[p][k]);
+        }
     }
 }
 
@@ -404,6 +411,27 @@ char *metrics_render(metrics_shard_t *const *shards, size_t n, const config_t *c
                     put(&o, "%s{provider=\"%s\",model=\"%s\"} %.17g\n", money[i].name, prov[p],
                         esc(mm[k].name, e1, sizeof(e1)), v);
             }
+    }
+
+    static const struct {
+        const char *name, *help;
+    } unknown[2] = {
+        {"switchyard_requests_cost_unknown_total",
+         "Served requests whose cost is unknown: no price for the model at the serving "
+         "provider (left out of switchyard_cost_usd_total)."},
+        {"switchyard_requests_cost_if_original_unknown_total",
+         "Served requests whose cost at the original provider's prices is unknown: no price "
+         "for the model there (left out of switchyard_cost_if_original_usd_total)."},
+    };
+    for (int f = 0; f < 2; f++) {
+        put(&o, "# HELP %s %s\n# TYPE %s counter\n", unknown[f].name, unknown[f].help,
+            unknown[f].name);
+        for (size_t k = 0; k < nm; k++)
+            for (int p = 0; p < CONFIG_N_ROLES; p++)
+                if (mm[k].cost_unknown[p][f])
+                    put(&o, "%s{provider=\"%s\",model=\"%s\"} %llu\n", unknown[f].name, prov[p],
+                        esc(mm[k].name, e1, sizeof(e1)),
+                        (unsigned long long)mm[k].cost_unknown[p][f]);
     }
 
     put(&o, "# HELP switchyard_flag_percentage Share of sticky keys routed to the new provider.\n"

@@ -67,6 +67,8 @@ typedef struct {
     /* Requests whose cost [0] / cost_if_original [1] was known: a cost series is shown
      * only when this is not 0, so an unknown cost never reads as a cost of 0. */
     mcount_t cost_known[CONFIG_N_ROLES][2];
+    /* Served requests whose cost [0] / cost_if_original [1] was unknown (no price). */
+    mcount_t cost_unknown[CONFIG_N_ROLES][2];
 } metrics_model_t;
 
 typedef struct {
@@ -94,8 +96,9 @@ typedef struct {
     double first_token_s; /* < 0: none */
     double overhead_s;    /* < 0: not measured */
     long tokens_in, tokens_out, tokens_cached;
-    double cost_usd;             /* < 0: unknown */
-    double cost_if_original_usd; /* < 0: unknown */
+    int served;                  /* the provider's answer reached the client: it has a cost */
+    double cost_usd;             /* < 0: unknown (counted as such only when served) */
+    double cost_if_original_usd; /* < 0: unknown (counted as such only when served) */
     double wasted_usd[CONFIG_N_ROLES];
     int n_attempts;
     const int *attempt_role;

@@ -1802,6 +1802,7 @@ static void account(proxy_req_t *p)
         .tokens_in = served ? p->usage.prompt : 0,
         .tokens_out = served ? p->usage.completion : 0,
         .tokens_cached = served ? p->usage.cached : 0,
+        .served = served,
         .cost_usd = cost,
         .cost_if_original_usd = cost_orig,
         .wasted_usd = {p->wasted[0], p->wasted[1]},

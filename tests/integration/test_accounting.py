@@ -125,6 +125,12 @@ def case_metrics_pass_promtool_and_agree_with_log_and_report():
         unpriced = [l for l in lines if l["model"] == "no-price-model"]
         check(unpriced and all(l["cost_usd"] is None for l in unpriced), "unknown cost is null")
         check(all(l["tokens_out"] > 0 for l in unpriced), "unpriced requests still counted")
+        check(not any(lab["model"] == "no-price-model"
+                      for name in ("switchyard_cost_usd_total",
+                                   "switchyard_cost_if_original_usd_total")
+                      for lab, _ in _series(text, name)), "a cost series for no-price-model")
+        unknown_met = sum(v for _, v in _series(text, "switchyard_requests_cost_unknown_total"))
+        eq(unknown_met, float(len(unpriced)), "requests with unknown cost: metrics vs log")
         # fallbacks show up in both
         fb_log = sum(1 for l in lines if l["fallback"])
         fb_met = sum(v for _, v in _series(text, "switchyard_fallbacks_total"))
@@ -140,6 +146,9 @@ def case_metrics_pass_promtool_and_agree_with_log_and_report():
         eq(rep["tokens_out"], sum(l["tokens_out"] for l in lines), "report tokens_out")
         check(abs(rep["cost_usd"] - cost_log) < 1e-9, f"report cost {rep['cost_usd']!r}")
         check(abs(rep["cost_if_original_usd"] - orig_log) < 1e-9, "report cost_if_original")
+        # every request of the mix is served, so the report's null costs are the unpriced ones
+        check(all(_served(l) for l in lines), "a request of the mix was not served")
+        eq(rep["requests_cost_unknown"], int(unknown_met), "report requests_cost_unknown")
     finally:
         for x in (r, n, o):
             x.stop()
@@ -155,9 +164,10 @@ def _served(line):
     return bool(line["attempts"]) and line["attempts"][-1]["class"] == "ok"
 
 
-def case_unpriced_model_has_no_cost_series():
+def case_unpriced_model_has_no_cost_series_and_is_counted_unknown():
     """A model without a price is never a cost of 0 in /metrics: its cost series is left
-    out. The same for the cost at the original's prices."""
+    out and the request is counted in switchyard_requests_cost_unknown_total. The same
+    for the cost at the original's prices. A request nothing served has no cost to know."""
     log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
     o = Sim("original")
     n = Sim("new")
@@ -201,9 +211,31 @@ def case_unpriced_model_has_no_cost_series():
         check(0.0 not in cost.values() and 0.0 not in orig.values(),
               f"a cost of 0 stands for unknown: {cost} {orig}")
 
+        for name in ("switchyard_requests_cost_unknown_total",
+                     "switchyard_requests_cost_if_original_unknown_total"):
+            check(f"# TYPE {name} counter\n" in text, f"{name} has no TYPE line")
+            check(f"# HELP {name} " in text, f"{name} has no HELP line")
+        unknown = by_pair("switchyard_requests_cost_unknown_total")
+        eq(unknown, {("relay", "no-price-model"): 1.0, ("relay", esc_odd): 1.0},
+           "switchyard_requests_cost_unknown_total")
+        unknown_orig = by_pair("switchyard_requests_cost_if_original_unknown_total")
+        eq(unknown_orig, {("relay", "no-price-model"): 1.0, ("relay", esc_odd): 1.0,
+                          ("relay", "relay-only-model"): 1.0},
+           "switchyard_requests_cost_if_original_unknown_total")
+
+        # The log says the same: null costs of served requests, per provider and model.
+        for field, counted in (("cost_usd", unknown), ("cost_if_original_usd", unknown_orig)):
+            from_log = {}
+            for l in lines:
+                if _served(l) and l[field] is None:
+                    k = (l["provider"], _label(l["model"]))
+                    from_log[k] = from_log.get(k, 0) + 1.0
+            eq(counted, from_log, f"unknown {field}: metrics vs log")
+        # The 503 has a null cost too, but nothing was served: it is in neither counter
+        # (the comparisons above are exact).
         failed = [l for l in lines if not _served(l)]
         eq(len(failed), 1, "the 503 is in the log")
-        eq(failed[0]["cost_usd"], None, "nothing served: no cost")
+        eq((failed[0]["model"], failed[0]["cost_usd"]), ("no-price-model", None), "the 503")
     finally:
         for x in (r, n, o):
             x.stop()
