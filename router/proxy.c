@@ -596,8 +596,12 @@ static void bill_buffered(proxy_req_t *p, fail_class_t cls)
 }
 
 /* bill: a good answer, whose usage is read once it is written (bill_buffered). */
+static void redact_provider_keys(proxy_req_t *p);
+
 static void reply_buffered(proxy_req_t *p, int bill)
 {
+    if (p->status < 200 || p->status >= 300)
+        redact_provider_keys(p);
     if (p->kind != CLIENT_HTTP) {
         if (bill)
             bill_buffered(p, FAIL_NONE);
@@ -906,6 +910,54 @@ static void headers_complete(proxy_req_t *p)
     }
 }
 
+/* Where in s[0..n) a configured provider key starts (its length in *klen), or NULL.
+ * A relay or a debugging proxy may echo the key it got ("Incorrect API key provided:
+ * sk-...", a header echo); switchyard's promise is that no key reaches a client. */
+static const char *find_provider_key(const proxy_req_t *p, const char *s, size_t n, size_t *klen)
+{
+    const char *first = NULL;
+    for (int r = 0; r < CONFIG_N_ROLES; r++) {
+        const char *k = p->cfg->providers[r].api_key;
+        size_t kl = k ? strlen(k) : 0;
+        if (kl < 8 || n < kl) /* a key that short would match by chance: none is */
+            continue;
+        const char *f = memmem(s, n, k, kl);
+        if (f && (!first || f < first)) {
+            first = f;
+            *klen = kl;
+        }
+    }
+    return first;
+}
+
+/* An error answer is passed on, or its message is: any provider key in it is replaced
+ * by "[redacted]" first. */
+static void redact_provider_keys(proxy_req_t *p)
+{
+    size_t n = evbuffer_get_length(p->buf), klen = 0;
+    const char *b = n ? (const char *)evbuffer_pullup(p->buf, -1) : NULL;
+    const char *k = b ? find_provider_key(p, b, n, &klen) : NULL;
+    if (!k)
+        return;
+    log_warn("event=upstream_echoed_key request_id=%s provider=%s where=body", p->request_id,
+             p->cfg->providers[p->role].name);
+    struct evbuffer *out = evbuffer_new();
+    size_t i = 0;
+    while (out && k) {
+        evbuffer_add(out, b + i, (size_t)(k - (b + i)));
+        evbuffer_add(out, "[redacted]", 10);
+        i = (size_t)(k - b) + klen;
+        k = find_provider_key(p, b + i, n - i, &klen);
+    }
+    if (out)
+        evbuffer_add(out, b + i, n - i);
+    evbuffer_drain(p->buf, n); /* without memory to redact, no body at all */
+    if (out) {
+        evbuffer_add_buffer(p->buf, out);
+        evbuffer_free(out);
+    }
+}
+
 static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
 {
     proxy_req_t *p = arg;
@@ -936,6 +988,13 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
     char *value = colon + 1;
     while (*value == ' ' || *value == '\t')
         value++;
+    size_t klen;
+    if (find_provider_key(p, value, strlen(value), &klen)) {
+        log_warn("event=upstream_echoed_key request_id=%s provider=%s where=header header=%s",
+                 p->request_id, p->cfg->providers[p->role].name,
+                 http_value_unsafe(line) ? "?" : line);
+        return size * nitems; /* dropped whole */
+    }
     if (!is_hop_by_hop(line) && !http_value_unsafe(line) && !http_value_unsafe(value))
         evhttp_add_header(&p->up_headers, line, value);
     return size * nitems;

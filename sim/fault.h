@@ -24,6 +24,7 @@ typedef struct {
     int usage_on_last; /* a stream's usage rides on its finish chunk (DeepSeek, Mistral) */
     long stall_after;  /* -1 = none; stream: events sent before going silent */
     long end_after;    /* -1 = none; stream: events sent before a clean end of the stream */
+    int echo_key;      /* 401 that echoes the Authorization it got (a careless relay) */
     int comment_first; /* stream: a `: keep-alive` comment block before the first event */
     int garbage;       /* answer with bytes that are not HTTP, then close */
     int cut_json;      /* a JSON answer's first half, framed as if whole */

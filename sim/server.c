@@ -691,6 +691,12 @@ static int sreq_plan(sim_req_t *s, uint64_t n, const char *path, const char *bod
         return -1;
     if (sim_fault_parse(fh, srv->cfg.name, &s->fault, why, sizeof(why)) < 0) {
         sim_error_set(&pre, 400, "invalid_request_error", NULL, "invalid_sim_fault", "%s", why);
+    } else if (s->fault.echo_key) {
+        const char *a = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+        sim_error_set(&pre, 401, "invalid_request_error", NULL, "invalid_api_key",
+                      "Incorrect API key provided: %.200s", a ? a : "(none)");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "x-echo-authorization",
+                          a ? a : "(none)");
     } else if (!auth_ok(srv, req)) {
         sim_error_set(&pre, 401, "invalid_request_error", NULL, "invalid_api_key",
                       "Incorrect API key provided");

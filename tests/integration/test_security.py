@@ -342,3 +342,37 @@ def case_no_key_and_no_body_in_any_log_line():
     text = r.stderr_text() + open(log).read()
     for secret in ("LOGSECRET", "CLIENTSECRET", "BODYSECRET"):
         check(secret not in text, f"{secret} reached a log")
+
+
+def case_a_provider_echoing_its_key_does_not_hand_it_to_the_client():
+    """A relay that repeats the key it got (an error message, a debug header) must not
+    pass it to the client: through the error body, a translated error (the browser's
+    /v1/stream) or a header, on any attempt of a fallback."""
+    env = {"SEC_ORIG_KEY": "sk-orig-ECHOSECRET-1", "SEC_NEW_KEY": "sk-new-ECHOSECRET-2"}
+    o, n = Sim("original"), Sim("new")
+    r = Router(router_config(o, n, percentage=100,
+                             original_extra="    api_key_env: SEC_ORIG_KEY",
+                             new_extra="    api_key_env: SEC_NEW_KEY"), env=env)
+    try:
+        seen = []
+        for stream in (False, True):
+            # the new provider echoes and the request stays there (a 401 passes through)
+            status, h, body = r.chat(dict(CHAT, stream=stream),
+                                     {"x-user-id": "echo-1", "x-sim-fault": "new:echo_key"})
+            eq(status, 401, "the provider's 401 passes through")
+            check(b"[redacted]" in body, f"the echoed key is redacted: {body!r}")
+            check("x-echo-authorization" not in h, f"the echoing header is dropped: {h}")
+            seen.append(repr(h).encode() + body)
+        # a fallback: the new provider fails, the original answers but echoes a header
+        status, h, body = r.chat(CHAT, {"x-user-id": "echo-2",
+                                        "x-sim-fault": "new:status=503,original:echo_key"})
+        seen.append(repr(h).encode() + body)
+        status, h, body = r.request("GET", "/v1/stream?model=gpt-4.1&message=hi", None,
+                                    {"x-user-id": "echo-3", "x-sim-fault": "new:echo_key"})
+        seen.append(repr(h).encode() + body)
+    finally:
+        _stop(r, n, o)
+    for what in seen:
+        check(b"ECHOSECRET" not in what, f"a provider key reached the client: {what!r}")
+    check("event=upstream_echoed_key" in r.stderr_text(), "the echo is logged")
+    check("ECHOSECRET" not in r.stderr_text(), "the log names no key")
