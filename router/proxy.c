@@ -648,7 +648,7 @@ static size_t client_backlog(proxy_req_t *p)
  * has_usage: what usage_event_has_usage says of it, when the caller knows (-1: not). */
 static void inspect_event(proxy_req_t *p, const char *ev, size_t len, int has_usage)
 {
-    if (memmem(ev, len, "\"content\":\"", 11))
+    if (usage_event_has_content(ev, len))
         p->content_events++;
     if (sse_event_is_last(ev, len))
         p->saw_end = 1;
@@ -1814,8 +1814,9 @@ static void account(proxy_req_t *p)
     int provider = p->n_attempts > 0 ? p->attempts[p->n_attempts - 1].role : -1;
     int served = provider >= 0 && p->attempts[p->n_attempts - 1].cls == FAIL_NONE;
 
-    /* No usage from the provider: estimate what it will bill, and say so. */
-    if (served && p->usage.source != USAGE_UPSTREAM) {
+    /* No usage from the provider: estimate what it will bill, and say so. Only the
+     * model endpoints bill tokens: a file upload or /v1/models has none to estimate. */
+    if (served && p->route == ROUTE_JSON && p->usage.source != USAGE_UPSTREAM) {
         p->usage.prompt = usage_estimate_tokens(p->body_len);
         if (p->usage.source == USAGE_NONE)
             p->usage.completion = p->stream_req ? p->content_events : 0;

@@ -332,6 +332,30 @@ long usage_strip_object(char *event, size_t len)
     return (long)(len - (size_t)(cut_end - cut));
 }
 
+static int key_with_text(const char *ev, size_t len, const char *key, size_t klen)
+{
+    const char *end = ev + len;
+    for (const char *k = memmem(ev, len, key, klen); k;
+         k = memmem(k + klen, (size_t)(end - (k + klen)), key, klen)) {
+        const char *v = k + klen;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        if (v >= end || *v != ':')
+            continue;
+        for (v++; v < end && (*v == ' ' || *v == '\t');)
+            v++;
+        if (end - v >= 2 && v[0] == '"' && v[1] != '"')
+            return 1;
+    }
+    return 0;
+}
+
+int usage_event_has_content(const char *ev, size_t len)
+{
+    /* chat chunks say "content", legacy completions "text" */
+    return key_with_text(ev, len, "\"content\"", 9) || key_with_text(ev, len, "\"text\"", 6);
+}
+
 long usage_content_chars(const char *json, size_t len)
 {
     cJSON *root = parse_copy(json, len);

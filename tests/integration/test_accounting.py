@@ -478,6 +478,27 @@ def case_missing_usage_is_estimated_and_marked():
             x.stop()
 
 
+def case_routes_without_a_model_bill_no_tokens():
+    """/v1/models and a pass-through route carry no tokens: no estimate of its body as a
+    prompt (a file upload was counted as tokens_in, body bytes / 4)."""
+    log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
+    o, n, r, cfg = _stack(log, percentage=0)
+    try:
+        status, _, _ = r.request("GET", "/v1/models", None, {"x-user-id": "m"})
+        eq(status, 200, "/v1/models")
+        r.request("POST", "/v1/files", {"purpose": "batch", "pad": "x" * 4000}, {"x-user-id": "f"})
+        lines = _read_log(log, 2)
+        for line in lines:
+            eq((line["tokens_in"], line["tokens_out"]), (0, 0), f"no tokens: {line['path']}")
+            eq(line["usage_source"], "none", f"nothing estimated: {line['path']}")
+        text = _metrics(r)
+        tok = [v for l, v in _series(text, "switchyard_tokens_total") if l.get("model") == ""]
+        eq(sum(tok), 0.0, f"no tokens without a model in /metrics: {tok}")
+    finally:
+        for x in (r, n, o):
+            x.stop()
+
+
 def case_access_log_reopens_on_sigusr1():
     log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
     o, n, r, cfg = _stack(log)

@@ -174,6 +174,27 @@ static void test_strip_object(void **state)
     obj_case("data: {\"choices\":[{}],\"usage\":{\"a\":1\n\n", NULL);
 }
 
+static void test_event_has_content(void **state)
+{
+    (void)state;
+    assert_true(usage_event_has_content("data: {\"delta\":{\"content\":\"hi\"}}\n\n", 34));
+    /* blanks around the colon (Python's json.dumps), legacy completions' "text" */
+    const char *spaced = "data: {\"delta\": {\"content\": \"hi\"}}\n\n";
+    assert_true(usage_event_has_content(spaced, strlen(spaced)));
+    const char *legacy = "data: {\"choices\":[{\"text\":\"hi \",\"index\":0}]}\n\n";
+    assert_true(usage_event_has_content(legacy, strlen(legacy)));
+    /* the role chunk's empty content, a null, a key in a value, no content at all */
+    const char *role = "data: {\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}\n\n";
+    assert_false(usage_event_has_content(role, strlen(role)));
+    const char *null = "data: {\"delta\":{\"content\":null}}\n\n";
+    assert_false(usage_event_has_content(null, strlen(null)));
+    const char *typed = "data: {\"type\":\"text\",\"x\":\"\\\"content\\\"\"}\n\n";
+    assert_false(usage_event_has_content(typed, strlen(typed)));
+    const char *finish = "data: {\"delta\":{},\"finish_reason\":\"stop\"}\n\n";
+    assert_false(usage_event_has_content(finish, strlen(finish)));
+    assert_false(usage_event_has_content("\"content\":", 10)); /* cut at the colon */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -181,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_usage_through_the_scan),
         cmocka_unit_test(test_strip_event),
         cmocka_unit_test(test_strip_object),
+        cmocka_unit_test(test_event_has_content),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
