@@ -146,6 +146,8 @@ struct proxy_req {
     unsigned first_byte_seen : 1;
     long long paused_at_ms;
     fail_class_t fail;
+    uint32_t client_sent; /* bytes handed to the client's connection, mod 2^32 */
+    uint32_t stall_mark;  /* what the client had read when the stall clock last started */
     char fail_detail[96]; /* a short reason; longer ones are cut */
     timer_mode_t timer_mode;
     long retry_after_ms;  /* from the last upstream response, -1 when absent */
@@ -292,6 +294,7 @@ static void on_client_drained(struct evhttp_connection *evcon, void *arg);
 static void send_chunk(proxy_req_t *p, void (*drained)(struct evhttp_connection *, void *))
 {
     struct evbuffer *out = p->w->scratch;
+    p->client_sent += (uint32_t)evbuffer_get_length(out);
     if (drained)
         evhttp_send_reply_chunk_with_cb(p->req, out, drained, p);
     else
@@ -636,6 +639,16 @@ static void reply_buffered(proxy_req_t *p, int bill)
 
 /* ---- upstream callbacks ---------------------------------------------------------- */
 
+static size_t client_backlog(proxy_req_t *p);
+
+/* Bytes the client has taken off its connection so far, mod 2^32 (HTTP clients: what
+ * was handed to evhttp less what still waits; chunk framing is not counted, which only
+ * ever understates progress). */
+static uint32_t client_read(proxy_req_t *p)
+{
+    return p->client_sent - (uint32_t)client_backlog(p);
+}
+
 static size_t client_backlog(proxy_req_t *p)
 {
     if (p->kind == CLIENT_WS)
@@ -832,6 +845,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
             p->paused = 1;
             p->held = p->xfer.multiplexed;
             p->paused_at_ms = now_ms();
+            p->stall_mark = client_read(p);
             long stall = p->cfg->limits.client_stall_ms;
             struct timeval tv = {stall / 1000, (stall % 1000) * 1000};
             p->timer_mode = TIMER_ATTEMPT;
@@ -1480,6 +1494,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     const config_provider_t *pv = &p->cfg->providers[p->role];
     if (p->paused) {
+        uint32_t read = client_read(p);
+        if (p->kind != CLIENT_WS && read != p->stall_mark && !p->hold_full) {
+            /* Slow is not stalled: a client still reading gets the stall time anew
+             * (the backlog stays bounded: paused, or held up to CLIENT_HOLD_MAX). */
+            p->stall_mark = read;
+            p->paused_at_ms = now_ms();
+        }
         long long stalled = now_ms() - p->paused_at_ms;
         long limit = p->cfg->limits.client_stall_ms;
         if (stalled >= limit || p->hold_full) {

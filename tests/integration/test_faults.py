@@ -528,6 +528,27 @@ def case_stalled_client_is_dropped():
         eq(status, 200, "still serving")
 
 
+def case_slow_but_reading_client_is_not_dropped():
+    # client_stall_ms is for a client that stops reading; one that reads slower than the
+    # provider sends (a phone on a poor link) is paused behind, never dropped while it
+    # keeps reading. The stall clock restarted only when the backlog emptied, so such a
+    # client was cut mid-stream with no error event.
+    with Stack(extra=policy(stall=800), sim_opts={"chunks": 60000}) as s:
+        c = _open_stream(s.r.port, dict(CHAT, stream=True))
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.settimeout(5)
+        got, t0 = 0, time.monotonic()
+        while time.monotonic() - t0 < 4:  # five stall times, reading ~160 KB/s
+            chunk = c.recv(16384)
+            check(chunk, f"the stream ended under a reading client after {got} bytes")
+            got += len(chunk)
+            time.sleep(0.1)
+        check("event=client_stalled" not in s.r.stderr_text(),
+              f"a client reading {got / 4 / 1024:.0f} KiB/s was dropped as stalled")
+        print(f"  read {got} bytes in 4 s while paused behind, not dropped")
+        c.close()
+
+
 def _rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
