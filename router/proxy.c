@@ -1288,6 +1288,14 @@ static void record_abandoned(proxy_req_t *p)
     }
 }
 
+/* Has the stream sent its last event? It may still be in the tail, unterminated. */
+static int stream_ended(proxy_req_t *p)
+{
+    size_t n = evbuffer_get_length(p->buf);
+    const char *tail = p->saw_end || n == 0 ? NULL : (const char *)evbuffer_pullup(p->buf, -1);
+    return p->saw_end || (tail && sse_event_is_last(tail, n));
+}
+
 static void attempt_finished(proxy_req_t *p, CURLcode rc)
 {
     if (p->timer)
@@ -1311,6 +1319,13 @@ static void attempt_finished(proxy_req_t *p, CURLcode rc)
          * comments) is no answer: never passed on as one. */
         cls = FAIL_PROTOCOL;
         snprintf(p->fail_detail, sizeof(p->fail_detail), "stream ended before its first event");
+    }
+    if (cls == FAIL_NONE && p->mode == MODE_STREAM && p->committed && !stream_ended(p) &&
+        p->route == ROUTE_JSON && !p->client_gone) {
+        /* The model endpoints end a stream with [DONE] or response.completed: one that
+         * ends cleanly without it was cut short, and its client is told so. */
+        cls = FAIL_PROTOCOL;
+        snprintf(p->fail_detail, sizeof(p->fail_detail), "stream ended without its last event");
     }
     if (cls == FAIL_NONE && !p->client_gone && !json_answer_whole(p)) {
         cls = FAIL_PROTOCOL;

@@ -194,6 +194,8 @@ AFTER_COMMIT = [
          attempts=None, shape="truncated", message="relay: connect_error"),
     dict(name="stall mid-stream", stream=True, fault="new:stall_after_chunks=3", status=200,
          shape="truncated", message="relay: timeout_idle", max_s=3),
+    dict(name="clean end without [DONE]", stream=True, fault="new:end_after_chunks=5",
+         status=200, shape="truncated", message="relay: protocol"),
 ]
 
 
