@@ -899,9 +899,25 @@ static long parse_retry_after(struct evkeyvalq *h)
     return -1;
 }
 
+/* Removes the upstream's Connection headers and every header they name. */
+static void drop_connection_listed(struct evkeyvalq *h)
+{
+    const char *c;
+    while ((c = http_header(h, "Connection")) != NULL) {
+        char names[512];
+        snprintf(names, sizeof(names), "%s", c);
+        evhttp_remove_header(h, "Connection");
+        char *save = NULL;
+        for (char *t = strtok_r(names, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save))
+            while (evhttp_remove_header(h, t) == 0)
+                ;
+    }
+}
+
 static void headers_complete(proxy_req_t *p)
 {
     p->headers_done = 1;
+    drop_connection_listed(&p->up_headers);
     p->retry_after_ms = parse_retry_after(&p->up_headers);
     const char *ct = http_header(&p->up_headers, "Content-Type");
     int is_sse = ct && strncasecmp(ct, "text/event-stream", 17) == 0;
@@ -1009,7 +1025,10 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *arg)
                  http_value_unsafe(line) ? "?" : line);
         return size * nitems; /* dropped whole */
     }
-    if (!is_hop_by_hop(line) && !http_value_unsafe(line) && !http_value_unsafe(value))
+    /* "Connection" stays until the head is whole: the headers it names are hop-by-hop
+     * too (RFC 9110 7.6.1), and go with it in drop_connection_listed. */
+    if ((!is_hop_by_hop(line) || strcasecmp(line, "connection") == 0) &&
+        !http_value_unsafe(line) && !http_value_unsafe(value))
         evhttp_add_header(&p->up_headers, line, value);
     return size * nitems;
 }

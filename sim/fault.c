@@ -7,7 +7,7 @@
 #define KNOWN                                                                                      \
     "status=N, retry_after=N, hang_before_headers, hang_after_headers, "                           \
     "reset_after_chunks=N, close_after_chunks=N, stall_after_chunks=N, end_after_chunks=N, "       \
-    "comment_first, echo_key, delay_ms=N, no_usage, usage_on_last, garbage; "                      \
+    "comment_first, echo_key, hop_header, delay_ms=N, no_usage, usage_on_last, garbage; "          \
     "prefix NAME: to aim at one sim"
 
 void sim_fault_init(sim_fault_t *f)
@@ -114,6 +114,7 @@ int sim_fault_parse(const char *s, const char *self, sim_fault_t *f, char *err, 
                     : name_is(item, nlen, "usage_on_last")      ? &f->usage_on_last
                     : name_is(item, nlen, "comment_first")      ? &f->comment_first
                     : name_is(item, nlen, "echo_key")           ? &f->echo_key
+                    : name_is(item, nlen, "hop_header")         ? &f->hop_header
                     : name_is(item, nlen, "garbage")            ? &f->garbage
                     : name_is(item, nlen, "cut_json")           ? &f->cut_json
                                                                 : NULL;

@@ -24,6 +24,7 @@ typedef struct {
     int usage_on_last; /* a stream's usage rides on its finish chunk (DeepSeek, Mistral) */
     long stall_after;  /* -1 = none; stream: events sent before going silent */
     long end_after;    /* -1 = none; stream: events sent before a clean end of the stream */
+    int hop_header;    /* "Connection: keep-alive, X-Hop" and an X-Hop header with it */
     int echo_key;      /* 401 that echoes the Authorization it got (a careless relay) */
     int comment_first; /* stream: a `: keep-alive` comment block before the first event */
     int garbage;       /* answer with bytes that are not HTTP, then close */

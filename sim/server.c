@@ -563,6 +563,10 @@ static void sreq_start_reply(sim_req_t *s)
         sreq_close_connection(s);
         return;
     }
+    if (s->fault.hop_header) {
+        evhttp_add_header(out, "Connection", "keep-alive, X-Hop");
+        evhttp_add_header(out, "X-Hop", "for-the-next-hop-only");
+    }
     if (s->plan.retry_after >= 0) {
         snprintf(num, sizeof(num), "%d", s->plan.retry_after);
         evhttp_add_header(out, "Retry-After", num);

@@ -505,3 +505,16 @@ def case_http10_keepalive_client_gets_a_stream_that_ends():
         check(b"\r\nConnection: close" in head + b"\r\n", f"close announced: {head!r}")
         check(b"chunked" not in head.lower(), "no chunks for HTTP/1.0")
         check(body.endswith(b"data: [DONE]\n\n"), f"the whole stream: {body[-100:]!r}")
+
+
+def case_headers_named_by_connection_are_not_passed_on():
+    # A header the provider lists in its Connection header is for the hop to switchyard
+    # only (RFC 9110 7.6.1), like Connection itself.
+    with stack(percentage=0) as (o, n, r):
+        for stream in (False, True):
+            status, h, _ = r.chat(dict(CHAT, stream=stream),
+                                  {"x-user-id": "hop", "x-sim-fault": "hop_header"})
+            eq(status, 200, "status")
+            check("x-hop" not in h, f"a Connection-listed header was passed on: {h}")
+            check("for-the-next-hop-only" not in repr(h), "nor its value")
+            eq(h.get("content-type", "")[:4] in ("appl", "text"), True, "the rest is there")
