@@ -52,7 +52,8 @@ enum {
 
 static const char *const role_names[CONFIG_N_ROLES] = {"original", "new"};
 static const char *const default_sticky[] = {"header:x-user-id", "body:user", "api_key"};
-/* Flags the router evaluates; any other name is accepted with a warning. */
+/* Flags the router evaluates. Any other name is a flag of its own (served over OFREP,
+ * shown in metrics) and is accepted with a warning. */
 static const char *const known_flags[] = {DEFAULT_FLAG};
 
 typedef config_yaml_node_t node_t;
@@ -63,7 +64,6 @@ typedef struct {
     config_errors_t *errs; /* may be NULL */
     size_t n_errors;
     config_t *cfg;
-    const node_t *flags_node; /* the `flags` mapping, when present */
     int sticky_seen;          /* the flag being parsed has a `sticky` key */
     const node_t *provider_node[CONFIG_N_ROLES];
     const node_t *http_version_node[CONFIG_N_ROLES];
@@ -1247,6 +1247,17 @@ static int push_flag(config_t *c, flag_def_t *def)
     return 0;
 }
 
+/* The flags mapping names the routing flag. A block without it used to start at 0% new
+ * with a warning, so a misspelt name moved all traffic to original on a reload. */
+static int has_routing_flag(const node_t *map, const node_t *const *keys)
+{
+    for (size_t i = 0; i < map->n_kids / 2; i++)
+        if (keys[i] && keys[i]->len == strlen(DEFAULT_FLAG) &&
+            memcmp(keys[i]->text, DEFAULT_FLAG, keys[i]->len) == 0)
+            return 1;
+    return 0;
+}
+
 static int field_flags(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
 {
     config_t *c = out;
@@ -1254,10 +1265,10 @@ static int field_flags(ld_t *ld, const node_t *val, const char *path, void *out,
     (void)arg;
     if (want_map(ld, val, path) != 0)
         return -1;
-    ld->flags_node = val;
     const node_t **keys = check_keys(ld, val, path);
     if (keys == NULL)
         return -1;
+    int routing = has_routing_flag(val, keys), near_miss = 0;
     for (size_t i = 0; i < val->n_kids / 2; i++) {
         const node_t *k = keys[i];
         if (k == NULL)
@@ -1271,9 +1282,19 @@ static int field_flags(ld_t *ld, const node_t *val, const char *path, void *out,
         for (kf = 0; kf < sizeof known_flags / sizeof *known_flags; kf++)
             if (strcmp(known_flags[kf], k->text) == 0)
                 break;
-        if (kf == sizeof known_flags / sizeof *known_flags)
-            warn(ld, k, "flag `%s` is not evaluated by the router%s", k->text,
-                 hint(k, known_flags, sizeof known_flags / sizeof *known_flags, 0, h, sizeof h));
+        if (kf == sizeof known_flags / sizeof *known_flags) {
+            hint(k, known_flags, sizeof known_flags / sizeof *known_flags, 0, h, sizeof h);
+            if (!routing && h[0]) {
+                /* Most likely the routing flag misspelt: as a warning it put 0% on new. */
+                err(ld, k,
+                    "flag `%s` is not evaluated by the router and flags has no `%s`, so every "
+                    "request would go to original%s",
+                    k->text, DEFAULT_FLAG, h);
+                near_miss = 1;
+            } else {
+                warn(ld, k, "flag `%s` is not evaluated by the router%s", k->text, h);
+            }
+        }
         join(sub, path, k->text);
         flag_def_t *def = flags_def_new(k->text);
         if (def == NULL) {
@@ -1295,6 +1316,12 @@ static int field_flags(ld_t *ld, const node_t *val, const char *path, void *out,
         }
     }
     free(keys);
+    if (!routing && !near_miss)
+        err(ld, val,
+            "flags has no `%s`, the flag that routes requests: every request would go to "
+            "original. Add it (`%s: { percentage: 0 }` keeps everything on original), or leave "
+            "the flags block out",
+            DEFAULT_FLAG, DEFAULT_FLAG);
     return 0;
 }
 
@@ -2098,12 +2125,10 @@ static void finish(ld_t *ld, const node_t *root)
             def->percentage_bp = 0;
             def->unkeyed = FLAG_UNKEYED_RANDOM;
         }
+        /* Only without a flags block: a block without the flag is an error (field_flags). */
         if (def == NULL || add_default_sticky(def) != 0 || push_flag(c, def) != 0) {
             flags_def_free(def);
             err(ld, root, "out of memory");
-        } else if (ld->flags_node) {
-            warn(ld, ld->flags_node,
-                 "flags has no `%s`: it is defined at 0%% (everything to original)", DEFAULT_FLAG);
         }
     }
 }

@@ -339,12 +339,42 @@ static void test_explicit_sticky_and_extra_flag(void **state)
                           "`unkeyed`");
     config_unref(c);
 
-    /* a flags block without use_new_provider still gets one, at 0% */
-    c = expect_ok(PROVIDERS "flags: {}\n");
-    assert_int_equal(config_flag(c, "use_new_provider")->percentage_bp, 0);
+}
+
+/* A flags block without the routing flag used to load with a warning and route 0% to new:
+ * a typo in its name, saved during a rollout, moved all traffic back to original. */
+static void test_routing_flag_missing(void **state)
+{
+    (void)state;
+    expect_line(PROVIDERS "flags:\n  use_new_providr: {percentage: 50}\n",
+                F ":7:3: flag `use_new_providr` is not evaluated by the router and flags has no "
+                  "`use_new_provider`, so every request would go to original; did you mean "
+                  "`use_new_provider`?");
+    assert_int_equal(errs.n, 1);
+    expect_error(PROVIDERS "flags:\n  Use_New_Provider: {percentage: 50}\n",
+                 F ":7:3: flag `Use_New_Provider` is not evaluated by the router and flags has "
+                   "no `use_new_provider`, so every request would go to original; did you mean "
+                   "`use_new_provider`? (keys are case-sensitive)");
+    /* no near miss: the block itself is pointed at */
+    expect_line(PROVIDERS "flags: {}\n",
+                F ":6:8: flags has no `use_new_provider`, the flag that routes requests: every "
+                  "request would go to original. Add it (`use_new_provider: { percentage: 0 }` "
+                  "keeps everything on original), or leave the flags block out");
+    expect_error(PROVIDERS "flags:\n  beta_ui: {percentage: 5}\n",
+                 F ":7:3: flags has no `use_new_provider`");
+    /* with a rollout the percentage may be left out, never the flag */
+    expect_error(PROVIDERS "rollout: {}\nflags:\n  use_new_provder: {}\n",
+                 F ":8:3: flag `use_new_provder` is not evaluated by the router and flags has "
+                   "no `use_new_provider`");
+    /* other flags beside the routing one are OFREP flags: still a warning */
+    config_t *c = expect_ok(PROVIDERS "flags:\n"
+                                      "  use_new_provider: {percentage: 5}\n"
+                                      "  beta_ui: {percentage: 20}\n");
+    assert_int_equal(c->n_flags, 2);
+    assert_int_equal(config_flag(c, "beta_ui")->percentage_bp, 2000);
     assert_int_equal(errs.n_warnings, 1);
-    assert_string_equal(errs.warnings[0], F ":6:8: flags has no `use_new_provider`: it is defined "
-                                            "at 0% (everything to original)");
+    assert_string_equal(errs.warnings[0],
+                        F ":8:3: flag `beta_ui` is not evaluated by the router");
     config_unref(c);
 }
 
@@ -994,6 +1024,7 @@ int main(void)
         cmocka_unit_test_teardown(test_defaults, teardown),
         cmocka_unit_test_teardown(test_values_and_flag_defaults, teardown),
         cmocka_unit_test_teardown(test_explicit_sticky_and_extra_flag, teardown),
+        cmocka_unit_test_teardown(test_routing_flag_missing, teardown),
         cmocka_unit_test_teardown(test_workers_warning, teardown),
         cmocka_unit_test_teardown(test_unknown_key_hint, teardown),
         cmocka_unit_test_teardown(test_fallback_block, teardown),
