@@ -823,6 +823,23 @@ static int field_name(ld_t *ld, const node_t *val, const char *path, void *out, 
     return replace_str(ld, val, &p->name, s, val->len);
 }
 
+/* The API paths switchyard appends to base_url (the client's path after /v1). */
+static const char *const endpoint_paths[] = {"/chat/completions", "/completions", "/embeddings",
+                                             "/responses", "/models"};
+
+/* The endpoint base_url (without trailing '/') ends in, or NULL. Such a base_url sends
+ * requests to .../chat/completions/chat/completions: a 404, which is the client's
+ * answer, so nothing falls back. */
+static const char *endpoint_suffix(const char *url, size_t len)
+{
+    for (size_t i = 0; i < sizeof endpoint_paths / sizeof *endpoint_paths; i++) {
+        size_t el = strlen(endpoint_paths[i]);
+        if (len >= el && strncasecmp(url + len - el, endpoint_paths[i], el) == 0)
+            return endpoint_paths[i];
+    }
+    return NULL;
+}
+
 /* http(s)://host[:port][/path], stored without trailing '/'. The URL itself is
  * never echoed (it could carry credentials). */
 static int field_base_url(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
@@ -872,6 +889,15 @@ static int field_base_url(ld_t *ld, const node_t *val, const char *path, void *o
     }
     while (len > skip + auth && s[len - 1] == '/')
         len--;
+    const char *endpoint = endpoint_suffix(s, len);
+    if (endpoint != NULL) {
+        err(ld, val,
+            "%s must stop before the endpoint: it ends in `%s`, which switchyard appends "
+            "itself (requests would go to ...%s%s); write the API's base, e.g. "
+            "https://api.openai.com/v1",
+            path, endpoint, endpoint, endpoint);
+        return -1;
+    }
     return replace_str(ld, val, &p->base_url, s, len);
 }
 

@@ -873,6 +873,35 @@ static void test_base_url(void **state)
     assert_int_equal(count_containing("SECRET"), 0);
 }
 
+/* A base_url naming the endpoint doubles it (.../chat/completions/chat/completions): every
+ * request a 404, the client's answer, never retried. */
+static void test_base_url_endpoint(void **state)
+{
+    (void)state;
+    expect_line("providers:\n"
+                "  original: {base_url: \"https://api.openai.com/v1/chat/completions\"}\n"
+                "  new: {base_url: \"http://b/v1\"}\n",
+                F ":2:24: providers.original.base_url must stop before the endpoint: it ends in "
+                  "`/chat/completions`, which switchyard appends itself (requests would go to "
+                  ".../chat/completions/chat/completions); write the API's base, e.g. "
+                  "https://api.openai.com/v1");
+    const char *const bad[] = {"/v1/chat/completions/", "/v1/completions", "/v1/embeddings//",
+                               "/v1/responses", "/v1/models", "/v1/Chat/Completions"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof yaml,
+                 "providers:\n  original: {base_url: \"http://a/v1\"}\n"
+                 "  new: {base_url: \"http://relay.example%s\"}\n",
+                 bad[i]);
+        expect_error(yaml, "providers.new.base_url must stop before the endpoint");
+    }
+    /* a base that merely contains such a word is fine */
+    config_t *c = expect_ok("providers:\n"
+                            "  original: {base_url: \"https://models.example/v1\"}\n"
+                            "  new: {base_url: \"https://b.example/responses-api/v1\"}\n");
+    config_unref(c);
+}
+
 static void test_yaml_syntax_error(void **state)
 {
     (void)state;
@@ -1041,6 +1070,7 @@ int main(void)
         cmocka_unit_test_teardown(test_provider_names, teardown),
         cmocka_unit_test_teardown(test_listen, teardown),
         cmocka_unit_test_teardown(test_base_url, teardown),
+        cmocka_unit_test_teardown(test_base_url_endpoint, teardown),
         cmocka_unit_test_teardown(test_yaml_syntax_error, teardown),
         cmocka_unit_test_teardown(test_anchor_alias_tag, teardown),
         cmocka_unit_test_teardown(test_deep_nesting, teardown),
