@@ -14,6 +14,7 @@
 #include "config.h"
 #include "failure.h"
 
+#include <curl/curl.h>
 #include <openssl/sha.h>
 
 #include <arpa/inet.h>
@@ -387,6 +388,27 @@ static int env_name_plain(const char *s)
         if (*s >= 'a' && *s <= 'z')
             return 0;
     return 1;
+}
+
+/* A host that ends in a number (999.1.1.1, 10.0.0) is read as an IPv4 address by URL
+ * parsers and resolvers, never looked up as a name: it must then be a dotted quad of
+ * 0..255 without leading zeros. 1 when host[0..len) looks numeric and is not one. */
+static int bad_ipv4_literal(const char *host, size_t len)
+{
+    char buf[64];
+    struct in_addr a;
+    if (len > 0 && host[len - 1] == '.')
+        len--; /* a trailing dot ends a fully qualified name */
+    size_t last = len;
+    while (last > 0 && host[last - 1] != '.')
+        last--;
+    if (last == len || strspn(host + last, "0123456789") < len - last)
+        return 0; /* the last label is a name */
+    if (len >= sizeof buf)
+        return 1;
+    memcpy(buf, host, len);
+    buf[len] = '\0';
+    return inet_pton(AF_INET, buf, &a) != 1;
 }
 
 /* ---- mappings ------------------------------------------------------------ */
@@ -840,6 +862,66 @@ static const char *endpoint_suffix(const char *url, size_t len)
     return NULL;
 }
 
+/* Host and port as libcurl will read them, checked now: a port out of range, an empty
+ * or malformed host or a broken IPv6 literal would otherwise fail every request as a
+ * connect_error instead of the load. skip is the length of "http://" or "https://". */
+static int check_url_authority(ld_t *ld, const node_t *val, const char *path, const char *url,
+                               size_t skip)
+{
+    CURLU *u = curl_url();
+    if (u == NULL) {
+        oom(ld, val);
+        return -1;
+    }
+    /* No CURLU_NON_SUPPORT_SCHEME: only what libcurl can fetch passes. */
+    CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, 0);
+    char *port = NULL;
+    if (rc == CURLUE_OK && curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK)
+        port = NULL; /* none written: the scheme's */
+    long pn = port ? strtol(port, NULL, 10) : 443;
+    curl_free(port);
+    curl_url_cleanup(u);
+
+    /* The host as written: libcurl turns 1.2.3 into 1.2.0.3 and takes 999.1.1.1 as a name. */
+    const char *host = url + skip;
+    size_t hlen = strcspn(host, "/");
+    const char *colon = host[0] == '[' ? NULL : memchr(host, ':', hlen);
+    if (colon != NULL)
+        hlen = (size_t)(colon - host);
+
+    switch (rc) {
+    case CURLUE_OK:
+        break;
+    case CURLUE_BAD_PORT_NUMBER:
+        err(ld, val, "%s has a bad port: it must be a number from 1 to 65535", path);
+        return -1;
+    case CURLUE_NO_HOST:
+        err(ld, val, "%s has no host", path);
+        return -1;
+    case CURLUE_BAD_IPV6:
+        err(ld, val, "%s has a bad IPv6 address (write it in brackets, e.g. http://[::1]:8080)",
+            path);
+        return -1;
+    case CURLUE_BAD_HOSTNAME:
+        err(ld, val, "%s has a bad host name (letters, digits, `-` and `.`)", path);
+        return -1;
+    default:
+        err(ld, val, "%s is not a valid URL (libcurl: %s)", path, curl_url_strerror(rc));
+        return -1;
+    }
+    if (pn < 1 || pn > 65535) {
+        err(ld, val, "%s has a bad port: it must be a number from 1 to 65535", path);
+        return -1;
+    }
+    if (bad_ipv4_literal(host, hlen)) {
+        err(ld, val, "%s has a host that looks like an IPv4 address but is not one (four "
+                     "numbers from 0 to 255)",
+            path);
+        return -1;
+    }
+    return 0;
+}
+
 /* http(s)://host[:port][/path], stored without trailing '/'. The URL itself is
  * never echoed (it could carry credentials). */
 static int field_base_url(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
@@ -887,6 +969,8 @@ static int field_base_url(ld_t *ld, const node_t *val, const char *path, void *o
             path);
         return -1;
     }
+    if (check_url_authority(ld, val, path, s, skip) != 0)
+        return -1;
     while (len > skip + auth && s[len - 1] == '/')
         len--;
     const char *endpoint = endpoint_suffix(s, len);

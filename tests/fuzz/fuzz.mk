@@ -18,13 +18,14 @@ FUZZ_CC      ?= clang
 FUZZ_OUT     ?= build/fuzz
 FUZZ_TARGETS ?= config body sse ofrep report usage chunk ws
 
-FUZZ_PKGS   := libcjson yaml-0.1 libcrypto
+# libcurl for config.c's base_url check (curl_url: parsing only, no transfers).
+FUZZ_PKGS   := libcjson yaml-0.1 libcrypto libcurl
 FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS := -g -O1 -std=c11 -Wall -Wextra -D_GNU_SOURCE -DSWITCHYARD_FUZZ -I. -Irouter -Iflags -Irollback \
                -Itests/fuzz $(FUZZ_SAN) $(shell pkg-config --cflags $(FUZZ_PKGS) 2>/dev/null)
 FUZZ_LIBS    = $(shell pkg-config --libs $(FUZZ_PKGS) 2>/dev/null) -lwslay -lm
 
-# The module sources each driver links (no libevent, no libcurl).
+# The module sources each driver links (no libevent; libcurl only for its URL parser).
 FUZZ_CONFIG_SRCS        := router/config.c router/config_yaml.c flags/flags.c router/failure.c
 FUZZ_SRCS_config        := $(FUZZ_CONFIG_SRCS)
 FUZZ_SRCS_body          := router/body.c

@@ -902,6 +902,44 @@ static void test_base_url_endpoint(void **state)
     config_unref(c);
 }
 
+/* A malformed host or port loaded and failed every request as a connect_error; libcurl's
+ * URL parser, the one that sends the requests, now refuses it at load. */
+static void test_base_url_host_port(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url, *want;
+    } bad[] = {
+        {"http://127.0.0.1:99999/v1", "has a bad port: it must be a number from 1 to 65535"},
+        {"http://127.0.0.1:0/v1", "has a bad port: it must be a number from 1 to 65535"},
+        {"http://:62202/v1", "has no host"},
+        {"http://exa!mple,com:abc/v1", "has a bad port"},
+        {"http://exa!mple,com/v1", "has a bad host name"},
+        {"http://[::1/v1", "has a bad IPv6 address"},
+        {"http://999.1.1.1/v1", "has a host that looks like an IPv4 address but is not one"},
+        {"http://10.0.1:8080/v1", "has a host that looks like an IPv4 address"},
+    };
+    char yaml[256], want[160];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(yaml, sizeof yaml,
+                 "providers:\n  original: {base_url: \"http://a/v1\"}\n"
+                 "  new: {base_url: \"%s\"}\n",
+                 bad[i].url);
+        snprintf(want, sizeof want, F ":3:19: providers.new.base_url %s", bad[i].want);
+        expect_error(yaml, want);
+        assert_int_equal(errs.n, 1);
+    }
+    config_t *c = expect_ok("providers:\n"
+                            "  original: {base_url: \"http://[::1]:8101/v1\"}\n"
+                            "  new: {base_url: \"https://relay-1.example.com:65535/v1\"}\n");
+    assert_string_equal(c->providers[0].base_url, "http://[::1]:8101/v1");
+    config_unref(c);
+    c = expect_ok("providers:\n"
+                  "  original: {base_url: \"http://10.0.0.1/v1\"}\n"
+                  "  new: {base_url: \"http://host.example.:8102\"}\n");
+    config_unref(c);
+}
+
 static void test_yaml_syntax_error(void **state)
 {
     (void)state;
@@ -1071,6 +1109,7 @@ int main(void)
         cmocka_unit_test_teardown(test_listen, teardown),
         cmocka_unit_test_teardown(test_base_url, teardown),
         cmocka_unit_test_teardown(test_base_url_endpoint, teardown),
+        cmocka_unit_test_teardown(test_base_url_host_port, teardown),
         cmocka_unit_test_teardown(test_yaml_syntax_error, teardown),
         cmocka_unit_test_teardown(test_anchor_alias_tag, teardown),
         cmocka_unit_test_teardown(test_deep_nesting, teardown),
