@@ -74,6 +74,7 @@ typedef struct {
     const node_t *workers_node;
     const node_t *rollout_node;
     int client_has_key;
+    const node_t *client_key_node; /* the first key_env / key_sha256 of the client parsed */
     const node_t *rollout_flag_node;
     const node_t *percentage_node; /* flags.<rollout flag>.percentage, when written */
     int percentage_seen;           /* the flag being parsed has a `percentage` key */
@@ -1800,12 +1801,28 @@ static int field_client_user(ld_t *ld, const node_t *val, const char *path, void
     return replace_str(ld, val, &cl->user, s, val->len);
 }
 
+/* A client with both key_env and key_sha256 used to keep whichever came last, silently:
+ * one key per client. 1 when this client already has one (reported). */
+static int client_second_key(ld_t *ld, const node_t *val, const char *path)
+{
+    if (ld->client_key_node == NULL) {
+        ld->client_key_node = val;
+        return 0;
+    }
+    err(ld, val, "%s: this client already has a key (at %d:%d); give one, `key_env` or "
+                 "`key_sha256`",
+        path, ld->client_key_node->line, ld->client_key_node->col);
+    return 1;
+}
+
 static int field_client_key_env(ld_t *ld, const node_t *val, const char *path, void *out,
                                 intptr_t arg)
 {
     config_client_t *cl = out;
     (void)arg;
     char *key = NULL;
+    if (client_second_key(ld, val, path))
+        return -1;
     if (load_env(ld, val, path, &cl->key_env, &key) != 0)
         return -1;
     SHA256((const unsigned char *)key, strlen(key), cl->key_sha256);
@@ -1820,6 +1837,8 @@ static int field_client_key_sha256(ld_t *ld, const node_t *val, const char *path
 {
     config_client_t *cl = out;
     (void)arg;
+    if (client_second_key(ld, val, path))
+        return -1;
     const char *s = want_string(ld, val, path);
     if (s == NULL)
         return -1;
@@ -1873,6 +1892,29 @@ static const field_t client_fields[] = {
     {"key", field_secret_inline, 0, 0, 1},
 };
 
+/* Two clients with one key: authentication finds the first, so the second client's name,
+ * user and permissions never apply. Compared by SHA-256, which covers the same variable
+ * twice, two variables holding the same key and a key_sha256 of a key_env's key. */
+static void client_same_key(ld_t *ld, const config_t *c, const node_t *const *key_nodes,
+                            size_t i, const char *sub)
+{
+    const config_client_t *cl = &c->clients[i];
+    for (size_t j = 0; j < i; j++) {
+        const config_client_t *o = &c->clients[j];
+        if (key_nodes[j] == NULL || memcmp(o->key_sha256, cl->key_sha256, 32) != 0)
+            continue;
+        if (cl->key_env && o->key_env && strcmp(cl->key_env, o->key_env) == 0)
+            err(ld, key_nodes[i], "%s.key_env names the same variable as client `%s` (%d:%d); "
+                                  "each client needs its own key",
+                sub, o->name ? o->name : "?", key_nodes[j]->line, key_nodes[j]->col);
+        else
+            err(ld, key_nodes[i], "%s has the same key as client `%s` (%d:%d); each client "
+                                  "needs its own key",
+                sub, o->name ? o->name : "?", key_nodes[j]->line, key_nodes[j]->col);
+        return;
+    }
+}
+
 static int field_clients(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
 {
     config_t *c = out;
@@ -1880,8 +1922,18 @@ static int field_clients(ld_t *ld, const node_t *val, const char *path, void *ou
     (void)arg;
     if (want_seq(ld, val, path) != 0)
         return -1;
-    c->clients = calloc(val->n_kids ? val->n_kids : 1, sizeof *c->clients);
-    if (c->clients == NULL) {
+    if (val->n_kids == 0) {
+        /* No clients means no client authentication: an empty list must not fail open. */
+        err(ld, val,
+            "%s is empty, which would turn client authentication off; list at least one "
+            "client, or leave the `clients` block out to run without client keys",
+            path);
+        return -1;
+    }
+    c->clients = calloc(val->n_kids, sizeof *c->clients);
+    const node_t **key_nodes = calloc(val->n_kids, sizeof *key_nodes);
+    if (c->clients == NULL || key_nodes == NULL) {
+        free(key_nodes);
         oom(ld, val);
         return -1;
     }
@@ -1890,17 +1942,22 @@ static int field_clients(ld_t *ld, const node_t *val, const char *path, void *ou
         config_client_t *cl = &c->clients[c->n_clients];
         cl->permissions = CLIENT_PERM_CHAT;
         ld->client_has_key = 0;
+        ld->client_key_node = NULL;
         if (want_map(ld, val->kids[i], sub) != 0)
             continue;
         parse_block(ld, val->kids[i], sub, client_fields, sizeof client_fields / sizeof *client_fields,
                     cl);
-        if (!ld->client_has_key)
+        if (ld->client_key_node == NULL)
             err(ld, val->kids[i], "%s needs `key_env` or `key_sha256`", sub);
         for (size_t j = 0; j < c->n_clients; j++)
             if (cl->name && c->clients[j].name && strcmp(cl->name, c->clients[j].name) == 0)
                 err(ld, val->kids[i], "%s: client name `%s` is used twice", sub, cl->name);
+        key_nodes[c->n_clients] = ld->client_has_key ? ld->client_key_node : NULL;
+        if (key_nodes[c->n_clients] != NULL)
+            client_same_key(ld, c, key_nodes, c->n_clients, sub);
         c->n_clients++;
     }
+    free(key_nodes);
     return 0;
 }
 

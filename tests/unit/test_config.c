@@ -454,6 +454,63 @@ static void test_clients_cors_realtime(void **state)
     unsetenv("T_CLIENT_KEY");
 }
 
+/* `clients: []` turned client authentication off: it failed open. */
+static void test_clients_empty(void **state)
+{
+    (void)state;
+    expect_line(PROVIDERS "clients: []\n",
+                F ":6:10: clients is empty, which would turn client authentication off; list at "
+                  "least one client, or leave the `clients` block out to run without client "
+                  "keys");
+    config_t *c = expect_ok(PROVIDERS);
+    assert_int_equal(c->n_clients, 0); /* no block: no client keys, as documented */
+    config_unref(c);
+}
+
+/* Two clients with one key: the first always won, the second's user and permissions never
+ * applied; one client with two keys kept the last one silently. */
+static void test_clients_keys_unique(void **state)
+{
+    (void)state;
+    setenv("T_KEY_A", "ck-same", 1);
+    setenv("T_KEY_B", "ck-same", 1);
+    setenv("T_KEY_C", "ck-other", 1);
+    expect_line(PROVIDERS "clients:\n"
+                          "  - { name: a, user: u1, key_env: T_KEY_A }\n"
+                          "  - { name: b, user: u2, key_env: T_KEY_A }\n",
+                F ":8:35: clients[1].key_env names the same variable as client `a` (7:35); each "
+                  "client needs its own key");
+    expect_line(PROVIDERS "clients:\n"
+                          "  - { name: a, user: u1, key_env: T_KEY_A }\n"
+                          "  - { name: b, user: u2, key_env: T_KEY_B }\n",
+                F ":8:35: clients[1] has the same key as client `a` (7:35); each client needs its "
+                  "own key");
+    assert_int_equal(count_containing("ck-same"), 0);
+    /* sha256("hello"), twice, and as the hash of a key_env's value */
+    setenv("T_KEY_C", "hello", 1);
+    expect_line(PROVIDERS "clients:\n"
+                          "  - { name: a, user: u1, key_env: T_KEY_C }\n"
+                          "  - { name: b, user: u2, key_sha256: "
+                          "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824 }\n",
+                F ":8:38: clients[1] has the same key as client `a` (7:35); each client needs its "
+                  "own key");
+    /* one client, two keys */
+    expect_line(PROVIDERS "clients:\n"
+                          "  - { name: a, user: u1, key_env: T_KEY_A, key_sha256: "
+                          "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824 }\n",
+                F ":7:56: clients[0].key_sha256: this client already has a key (at 7:35); give "
+                  "one, `key_env` or `key_sha256`");
+    assert_int_equal(errs.n, 1);
+    config_t *c = expect_ok(PROVIDERS "clients:\n"
+                                      "  - { name: a, user: u1, key_env: T_KEY_A }\n"
+                                      "  - { name: b, user: u1, key_env: T_KEY_C }\n");
+    assert_int_equal(c->n_clients, 2);
+    config_unref(c);
+    unsetenv("T_KEY_A");
+    unsetenv("T_KEY_B");
+    unsetenv("T_KEY_C");
+}
+
 static void test_rollout_block(void **state)
 {
     (void)state;
@@ -1098,6 +1155,8 @@ int main(void)
         cmocka_unit_test_teardown(test_http_version_and_ca_file, teardown),
         cmocka_unit_test_teardown(test_rollout_block, teardown),
         cmocka_unit_test_teardown(test_clients_cors_realtime, teardown),
+        cmocka_unit_test_teardown(test_clients_empty, teardown),
+        cmocka_unit_test_teardown(test_clients_keys_unique, teardown),
         cmocka_unit_test_teardown(test_wrong_types, teardown),
         cmocka_unit_test_teardown(test_integers, teardown),
         cmocka_unit_test_teardown(test_percentage, teardown),
