@@ -801,9 +801,53 @@ static const field_t eject_fields[] = {
         (void)arg;                                                                                 \
         return parse_block(ld, val, path, table, sizeof table / sizeof *table, out);               \
     }
-SUB_BLOCK(field_backoff, backoff_fields)
 SUB_BLOCK(field_budget, budget_fields)
-SUB_BLOCK(field_eject, eject_fields)
+
+/* The value of key in map, or NULL (map is a mapping whose keys were checked). */
+static const node_t *map_value(const node_t *map, const char *key)
+{
+    for (size_t i = 0; i + 1 < map->n_kids; i += 2) {
+        const node_t *k = map->kids[i];
+        if (k->kind == CONFIG_YAML_SCALAR && k->len == strlen(key) &&
+            memcmp(k->text, key, k->len) == 0)
+            return map->kids[i + 1];
+    }
+    return NULL;
+}
+
+/* base_ms above max_ms, in a backoff or eject block: reported at base_ms when it is written
+ * (else at max_ms, which then is below the default base), not at the top of the file. */
+static void check_base_max(ld_t *ld, const node_t *map, const char *path, long base, long max)
+{
+    if (base <= max)
+        return;
+    const node_t *at = map_value(map, "base_ms");
+    if (at == NULL)
+        at = map_value(map, "max_ms");
+    err(ld, at ? at : map, "%s.base_ms (%ld) is above %s.max_ms (%ld)", path, base, path, max);
+}
+
+static int field_backoff(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    (void)arg;
+    const config_fallback_t *fb = &ld->cfg->fallback;
+    if (parse_block(ld, val, path, backoff_fields, sizeof backoff_fields / sizeof *backoff_fields,
+                    out) != 0)
+        return -1;
+    check_base_max(ld, val, path, fb->backoff_base_ms, fb->backoff_max_ms);
+    return 0;
+}
+
+static int field_eject(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)
+{
+    (void)arg;
+    const config_fallback_t *fb = &ld->cfg->fallback;
+    if (parse_block(ld, val, path, eject_fields, sizeof eject_fields / sizeof *eject_fields,
+                    out) != 0)
+        return -1;
+    check_base_max(ld, val, path, fb->eject_base_ms, fb->eject_max_ms);
+    return 0;
+}
 
 static const field_t fallback_fields[] = {
     {"on", field_fallback_on, 0, 0, 0},
@@ -2242,13 +2286,6 @@ static void finish(ld_t *ld, const node_t *root)
         warn(ld, ld->admin_listen_node ? ld->admin_listen_node : root,
              "admin.listen is not a loopback address and admin has no token_env: anyone who "
              "can reach it can use it");
-
-    if (c->fallback.backoff_base_ms > c->fallback.backoff_max_ms)
-        err(ld, root, "fallback.backoff.base_ms (%ld) is above fallback.backoff.max_ms (%ld)",
-            c->fallback.backoff_base_ms, c->fallback.backoff_max_ms);
-    if (c->fallback.eject_base_ms > c->fallback.eject_max_ms)
-        err(ld, root, "fallback.eject.base_ms (%ld) is above fallback.eject.max_ms (%ld)",
-            c->fallback.eject_base_ms, c->fallback.eject_max_ms);
 
     c->routing_percentage_set = ld->percentage_node != NULL;
     if (!c->rollout.present && ld->flag_missing_percentage)

@@ -611,6 +611,22 @@ static void test_fallback_block(void **state)
                  "fallback.backoff.base_ms (500) is above fallback.backoff.max_ms (100)");
 }
 
+/* base_ms above max_ms used to be reported at 1:1; it points at the value now. */
+static void test_fallback_base_max_position(void **state)
+{
+    (void)state;
+    expect_line(PROVIDERS "fallback:\n  backoff: { base_ms: 500, max_ms: 100 }\n",
+                F ":7:23: fallback.backoff.base_ms (500) is above fallback.backoff.max_ms (100)");
+    assert_int_equal(errs.n, 1);
+    expect_line(PROVIDERS "fallback:\n  eject:\n    max_ms: 1000\n    base_ms: 5000\n",
+                F ":9:14: fallback.eject.base_ms (5000) is above fallback.eject.max_ms (1000)");
+    /* only max_ms written, below the default base (30000): max_ms is the one to fix */
+    expect_line(PROVIDERS "fallback:\n  eject: { max_ms: 1000 }\n",
+                F ":7:20: fallback.eject.base_ms (30000) is above fallback.eject.max_ms (1000)");
+    expect_line(PROVIDERS "fallback:\n  backoff: { max_ms: 50 }\n",
+                F ":7:22: fallback.backoff.base_ms (100) is above fallback.backoff.max_ms (50)");
+}
+
 static void test_http_version_and_ca_file(void **state)
 {
     (void)state;
@@ -1152,6 +1168,7 @@ int main(void)
         cmocka_unit_test_teardown(test_workers_warning, teardown),
         cmocka_unit_test_teardown(test_unknown_key_hint, teardown),
         cmocka_unit_test_teardown(test_fallback_block, teardown),
+        cmocka_unit_test_teardown(test_fallback_base_max_position, teardown),
         cmocka_unit_test_teardown(test_http_version_and_ca_file, teardown),
         cmocka_unit_test_teardown(test_rollout_block, teardown),
         cmocka_unit_test_teardown(test_clients_cors_realtime, teardown),
