@@ -2405,6 +2405,13 @@ config_t *config_load_buffer(const char *name, const char *yaml, size_t len, con
 {
     ld_t ld = {.file = name ? name : "<config>", .errs = errs};
     size_t first_err = errs ? errs->n : 0, first_warn = errs ? errs->n_warnings : 0;
+    /* A UTF-8 byte-order mark (Windows editors write one): libyaml, told the encoding,
+     * takes it for content and fails on `---` or a key after it with a misleading
+     * syntax error. Skipped; columns then count from the first real character. */
+    if (yaml && len >= 3 && memcmp(yaml, "\xEF\xBB\xBF", 3) == 0) {
+        yaml += 3;
+        len -= 3;
+    }
     config_t *c = load_tree(&ld, yaml ? yaml : "", yaml ? len : 0);
     if (errs != NULL) {
         /* Only with lines to sort: the arrays are NULL until the first one. */

@@ -1025,6 +1025,24 @@ static void test_yaml_syntax_error(void **state)
     expect_error("a: \"\xff\"\n", "syntax error: invalid leading UTF-8 octet");
 }
 
+/* A UTF-8 byte-order mark at the start was read as content: `---` or a misspelt key after
+ * it gave a misleading syntax error. */
+static void test_utf8_bom(void **state)
+{
+    (void)state;
+    config_t *c = expect_ok("\xEF\xBB\xBF---\n" PROVIDERS);
+    assert_string_equal(c->providers[1].base_url, "http://127.0.0.1:8102/v1");
+    config_unref(c);
+    c = expect_ok("\xEF\xBB\xBF" PROVIDERS);
+    config_unref(c);
+    /* positions count from the first character after the mark */
+    expect_line("\xEF\xBB\xBFlisen: \"127.0.0.1:1\"\n" PROVIDERS,
+                F ":1:1: unknown top-level key `lisen`; did you mean `listen`?");
+    assert_int_equal(errs.n, 1);
+    /* only at the start: anywhere else it is still refused */
+    expect_error(PROVIDERS "listen: \"127.0.0.1:1\xEF\xBB\xBF\"\n", "listen must end in a port from 0 to 65535");
+}
+
 static void test_anchor_alias_tag(void **state)
 {
     (void)state;
@@ -1187,6 +1205,7 @@ int main(void)
         cmocka_unit_test_teardown(test_base_url_endpoint, teardown),
         cmocka_unit_test_teardown(test_base_url_host_port, teardown),
         cmocka_unit_test_teardown(test_yaml_syntax_error, teardown),
+        cmocka_unit_test_teardown(test_utf8_bom, teardown),
         cmocka_unit_test_teardown(test_anchor_alias_tag, teardown),
         cmocka_unit_test_teardown(test_deep_nesting, teardown),
         cmocka_unit_test_teardown(test_many_errors_reported, teardown),
