@@ -1489,6 +1489,31 @@ static const char *const never_forwarded[] = {
     "proxy-connection", "x-forwarded-for", "forwarded",
 };
 
+/* Forwarded headers go to both providers: a credential meant for one (a client's own
+ * provider key, a token) would reach the other on every fallback. */
+static const char *const credential_headers[] = {"x-api-key", "api-key", "x-goog-api-key"};
+static const char *const credential_words[] = {"api-key", "apikey", "token",  "secret",
+                                               "password", "auth",  "cookie"};
+
+/* 1 when the lower-cased header name looks like one that carries a credential ('_' is
+ * read as '-': x_api_key is the same header to many servers). */
+static int is_credential_header(const char *lower)
+{
+    char name[72];
+    size_t n = strlen(lower);
+    if (n >= sizeof name)
+        return 0; /* forward_headers names are at most 64 bytes */
+    for (size_t i = 0; i <= n; i++)
+        name[i] = lower[i] == '_' ? '-' : lower[i];
+    for (size_t i = 0; i < sizeof credential_headers / sizeof *credential_headers; i++)
+        if (strcmp(name, credential_headers[i]) == 0)
+            return 1;
+    for (size_t i = 0; i < sizeof credential_words / sizeof *credential_words; i++)
+        if (strstr(name, credential_words[i]) != NULL)
+            return 1;
+    return 0;
+}
+
 static int field_forward_headers(ld_t *ld, const node_t *val, const char *path, void *out,
                                  intptr_t arg)
 {
@@ -1526,6 +1551,15 @@ static int field_forward_headers(ld_t *ld, const node_t *val, const char *path, 
             banned |= strcmp(lower, never_forwarded[j]) == 0;
         if (banned) {
             err(ld, it, "%s: `%s` is never forwarded to a provider", sub, lower);
+            free(lower);
+            continue;
+        }
+        if (is_credential_header(lower)) {
+            err(ld, it,
+                "%s: `%s` looks like a credential header and is never forwarded: forwarded "
+                "headers go to both providers, so a key meant for one would reach the other "
+                "on fallback",
+                sub, lower);
             free(lower);
             continue;
         }

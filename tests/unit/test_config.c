@@ -1027,6 +1027,37 @@ static void test_yaml_syntax_error(void **state)
 
 /* A UTF-8 byte-order mark at the start was read as content: `---` or a misspelt key after
  * it gave a misleading syntax error. */
+/* forward_headers go to both providers: a header carrying a client's key for one provider
+ * reached the other on fallback. */
+static void test_forward_headers_credentials(void **state)
+{
+    (void)state;
+    expect_line(PROVIDERS "forward_headers: [x-sim-fault, X-Api-Key]\n",
+                F ":6:32: forward_headers[1]: `x-api-key` looks like a credential header and is "
+                  "never forwarded: forwarded headers go to both providers, so a key meant for "
+                  "one would reach the other on fallback");
+    assert_int_equal(errs.n, 1);
+    const char *const bad[] = {"api-key",         "x-goog-api-key", "x_api_key",
+                               "anthropic-apikey", "x-auth-token",   "x-client-secret",
+                               "x-db-password",   "x-oauth",        "set-cookie",
+                               "x-access-token",  "Proxy-Authorization-Extra"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof yaml, PROVIDERS "forward_headers: [\"%s\"]\n", bad[i]);
+        expect_error(yaml, "looks like a credential header and is never forwarded");
+    }
+    /* the existing refusals keep their message */
+    expect_line(PROVIDERS "forward_headers: [Authorization]\n",
+                F ":6:19: forward_headers[0]: `authorization` is never forwarded to a provider");
+    expect_error(PROVIDERS "forward_headers: [cookie]\n", "`cookie` is never forwarded to a provider");
+    expect_error(PROVIDERS "forward_headers: [x-forwarded-for]\n", "is never forwarded");
+    config_t *c = expect_ok(PROVIDERS "forward_headers: [x-sim-fault, X-Stainless-Lang, "
+                                      "x-request-source]\n");
+    assert_int_equal(c->n_forward_headers, 3);
+    assert_string_equal(c->forward_headers[1], "x-stainless-lang");
+    config_unref(c);
+}
+
 static void test_utf8_bom(void **state)
 {
     (void)state;
@@ -1205,6 +1236,7 @@ int main(void)
         cmocka_unit_test_teardown(test_base_url_endpoint, teardown),
         cmocka_unit_test_teardown(test_base_url_host_port, teardown),
         cmocka_unit_test_teardown(test_yaml_syntax_error, teardown),
+        cmocka_unit_test_teardown(test_forward_headers_credentials, teardown),
         cmocka_unit_test_teardown(test_utf8_bom, teardown),
         cmocka_unit_test_teardown(test_anchor_alias_tag, teardown),
         cmocka_unit_test_teardown(test_deep_nesting, teardown),
