@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config_yaml.h"
@@ -609,6 +610,14 @@ static int field_addr(ld_t *ld, const node_t *val, const char *path, void *out, 
             strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") <
                 hlen) {
             err(ld, val, "%s has a bad host name in `%s`", path, show(val, b));
+            return -1;
+        }
+        if (bad_ipv4_literal(host, hlen)) {
+            /* `check` said ok, and the router failed to resolve it at start. */
+            err(ld, val,
+                "%s: `%.*s` looks like an IPv4 address but is not one (four numbers from 0 "
+                "to 255)",
+                path, (int)hlen, host);
             return -1;
         }
     }
@@ -1575,6 +1584,31 @@ static int field_forward_headers(ld_t *ld, const node_t *val, const char *path, 
     return 0;
 }
 
+/* The router opens the log at start and creates the file, not its folder: a folder that
+ * is missing passed `check` and then stopped the start. 1 when it is missing (reported). */
+static int access_log_folder_missing(ld_t *ld, const node_t *val, const char *path,
+                                     const char *file)
+{
+    char b[SHOW_CAP], dir[4096];
+    const char *slash = strrchr(file, '/');
+    size_t dl = slash == NULL ? 0 : slash == file ? 1 : (size_t)(slash - file);
+    if (dl >= sizeof dir)
+        return 0; /* longer than a path can be: open() will say so */
+    memcpy(dir, dl ? file : ".", dl ? dl : 1);
+    dir[dl ? dl : 1] = '\0';
+    struct stat st;
+    int rc = stat(dir, &st);
+    if (rc == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    const char *why = rc == 0                               ? "is not a folder"
+                      : errno == ENOENT || errno == ENOTDIR ? "does not exist"
+                                                            : strerror(errno);
+    err(ld, val, "%s: folder `%s` %s (switchyard creates the log file, not its folder%s)", path,
+        config_yaml_show(dir, strlen(dir), b, sizeof b), why,
+        file[0] == '/' ? "" : "; a relative path starts where switchyard runs");
+    return 1;
+}
+
 static int field_access_log_path(ld_t *ld, const node_t *val, const char *path, void *out,
                                  intptr_t arg)
 {
@@ -1587,6 +1621,8 @@ static int field_access_log_path(ld_t *ld, const node_t *val, const char *path, 
         err(ld, val, "%s must be \"-\" (standard output) or a file path", path);
         return -1;
     }
+    if (strcmp(s, "-") != 0 && access_log_folder_missing(ld, val, path, s))
+        return -1;
     return replace_str(ld, val, &ld->cfg->access_log.path, s, strlen(s));
 }
 
@@ -2264,6 +2300,41 @@ static config_t *config_new_defaults(const char *name)
     return c;
 }
 
+enum { HOST_NAME, HOST_V4, HOST_V6, HOST_V4_ANY, HOST_V6_ANY };
+
+/* What a listen host is; a numeric one's address goes to addr (16 bytes). */
+static int host_kind(const char *host, unsigned char *addr)
+{
+    static const unsigned char zero[16];
+    memset(addr, 0, 16);
+    if (inet_pton(AF_INET, host, addr) == 1)
+        return memcmp(addr, zero, 4) == 0 ? HOST_V4_ANY : HOST_V4;
+    if (inet_pton(AF_INET6, host, addr) == 1)
+        return memcmp(addr, zero, 16) == 0 ? HOST_V6_ANY : HOST_V6;
+    return HOST_NAME;
+}
+
+/* Whether two listeners would fight over one port. Besides the same address, a wildcard
+ * takes the port on every address it covers: 0.0.0.0 every IPv4 one (and a name, which may
+ * resolve to one), :: every address, IPv4 too (Linux binds it dual-stack by default). The
+ * second bind then fails at start, after `check` said ok. Port 0 is any free port. */
+static int listeners_clash(const config_addr_t *a, const config_addr_t *b)
+{
+    unsigned char aa[16], ba[16];
+    if (a->port == 0 || a->port != b->port)
+        return 0;
+    int ka = host_kind(a->host, aa), kb = host_kind(b->host, ba);
+    if (ka == HOST_V6_ANY || kb == HOST_V6_ANY)
+        return 1;
+    if (ka == HOST_V4_ANY || kb == HOST_V4_ANY)
+        return ka != HOST_V6 && kb != HOST_V6;
+    if (ka != kb)
+        return 0;
+    if (ka == HOST_NAME)
+        return strcasecmp(a->host, b->host) == 0;
+    return memcmp(aa, ba, 16) == 0;
+}
+
 static int is_loopback(const char *host)
 {
     return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
@@ -2309,13 +2380,23 @@ static void finish(ld_t *ld, const node_t *root)
         warn(ld, ld->provider_node[CONFIG_ROLE_NEW],
              "providers.original and providers.new have the same base_url");
 
-    if (c->listen.port != 0 && c->listen.port == c->admin.listen.port &&
-        strcasecmp(c->listen.host, c->admin.listen.host) == 0)
-        err(ld,
-            ld->admin_listen_node ? ld->admin_listen_node
-            : ld->listen_node     ? ld->listen_node
-                                  : root,
-            "admin.listen is the same address as listen (%s:%d)", c->listen.host, c->listen.port);
+    if (listeners_clash(&c->listen, &c->admin.listen)) {
+        const node_t *at = ld->admin_listen_node ? ld->admin_listen_node
+                           : ld->listen_node     ? ld->listen_node
+                                                 : root;
+        unsigned char x[16], y[16];
+        int kx = host_kind(c->listen.host, x), ky = host_kind(c->admin.listen.host, y);
+        if (strcasecmp(c->listen.host, c->admin.listen.host) == 0 ||
+            (kx == ky && kx != HOST_NAME && memcmp(x, y, 16) == 0))
+            err(ld, at, "admin.listen is the same address as listen (%s:%d)", c->listen.host,
+                c->listen.port);
+        else
+            err(ld, at,
+                "admin.listen (%s) and listen (%s) both use port %d, and a wildcard address "
+                "takes the port on every interface: the second would fail to bind; give them "
+                "different ports",
+                c->admin.listen.host, c->listen.host, c->listen.port);
+    }
     if (c->admin.token_env == NULL && !is_loopback(c->admin.listen.host))
         warn(ld, ld->admin_listen_node ? ld->admin_listen_node : root,
              "admin.listen is not a loopback address and admin has no token_env: anyone who "

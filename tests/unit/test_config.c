@@ -922,6 +922,78 @@ static void test_listen(void **state)
     config_unref(c);
 }
 
+/* `check` said ok and the router then failed to start. */
+static void test_listen_start_failures(void **state)
+{
+    (void)state;
+    /* a numeric-looking host that is not an address: not resolvable, not bindable */
+    expect_line(PROVIDERS "listen: \"999.1.1.1:62210\"\n",
+                F ":6:9: listen: `999.1.1.1` looks like an IPv4 address but is not one (four "
+                  "numbers from 0 to 255)");
+    expect_error(PROVIDERS "admin: {listen: \"10.0.1:9090\"}\n",
+                 F ":6:17: admin.listen: `10.0.1` looks like an IPv4 address");
+    expect_error(PROVIDERS "listen: \"127.000.0.1:8080\"\n", "looks like an IPv4 address");
+
+    /* a wildcard takes the port on every address: a clash, whichever side has it */
+    const char *const clash[][2] = {
+        {"0.0.0.0:62211", "127.0.0.1:62211"}, {"127.0.0.1:62211", "0.0.0.0:62211"},
+        {"[::]:62211", "127.0.0.1:62211"},    {"127.0.0.1:62211", "[::]:62211"},
+        {"[::]:62211", "[::1]:62211"},        {"0.0.0.0:62211", "[::]:62211"},
+        {"0.0.0.0:62211", "localhost:62211"}, {"[::1]:62211", "[0:0::1]:62211"},
+    };
+    char yaml[512], want[256];
+    for (size_t i = 0; i < sizeof clash / sizeof *clash; i++) {
+        snprintf(yaml, sizeof yaml, "listen: \"%s\"\nadmin: {listen: \"%s\"}\n" PROVIDERS,
+                 clash[i][0], clash[i][1]);
+        snprintf(want, sizeof want, F ":2:17: admin.listen ");
+        expect_error(yaml, want);
+        assert_int_equal(errs.n, 1);
+    }
+    expect_line("listen: \"127.0.0.1:62211\"\nadmin: {listen: \"0.0.0.0:62211\"}\n" PROVIDERS,
+                F ":2:17: admin.listen (0.0.0.0) and listen (127.0.0.1) both use port 62211, and "
+                  "a wildcard address takes the port on every interface: the second would fail "
+                  "to bind; give them different ports");
+    /* the admin block left out: its default (127.0.0.1:9090) is pointed at through listen */
+    expect_error(PROVIDERS "listen: \"0.0.0.0:9090\"\n", F ":6:9: admin.listen (127.0.0.1) and "
+                                                            "listen (0.0.0.0) both use port 9090");
+    /* different ports, port 0, or an IPv4 wildcard beside a specific IPv6 address: fine */
+    const char *const fine[][2] = {
+        {"0.0.0.0:62211", "127.0.0.1:62212"},
+        {"0.0.0.0:0", "127.0.0.1:0"},
+        {"0.0.0.0:62211", "[::1]:62211"},
+        {"127.0.0.1:62211", "127.0.0.2:62211"},
+    };
+    for (size_t i = 0; i < sizeof fine / sizeof *fine; i++) {
+        snprintf(yaml, sizeof yaml, "listen: \"%s\"\nadmin: {listen: \"%s\"}\n" PROVIDERS,
+                 fine[i][0], fine[i][1]);
+        config_t *c = expect_ok(yaml);
+        config_unref(c);
+    }
+}
+
+/* The router creates the access log, not its folder: a missing folder stopped the start. */
+static void test_access_log_folder(void **state)
+{
+    (void)state;
+    expect_line(PROVIDERS "access_log: { path: /nonexistent-sy/logs/access.jsonl }\n",
+                F ":6:21: access_log.path: folder `/nonexistent-sy/logs` does not exist "
+                  "(switchyard creates the log file, not its folder)");
+    expect_error(PROVIDERS "access_log: { path: \"no-such-folder-sy/access.jsonl\" }\n",
+                 "folder `no-such-folder-sy` does not exist (switchyard creates the log file, "
+                 "not its folder; a relative path starts where switchyard runs)");
+    expect_error(PROVIDERS "access_log: { path: \"Makefile/access.jsonl\" }\n",
+                 "folder `Makefile` is not a folder");
+    const char *const ok[] = {"-", "/tmp/sy-access.jsonl", "sy-access.jsonl", "/sy-access.jsonl",
+                              "./sy-access.jsonl"};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof yaml, PROVIDERS "access_log: { path: \"%s\" }\n", ok[i]);
+        config_t *c = expect_ok(yaml);
+        assert_string_equal(c->access_log.path, ok[i]);
+        config_unref(c);
+    }
+}
+
 static void test_base_url(void **state)
 {
     (void)state;
@@ -1232,6 +1304,8 @@ int main(void)
         cmocka_unit_test_teardown(test_env_vars, teardown),
         cmocka_unit_test_teardown(test_provider_names, teardown),
         cmocka_unit_test_teardown(test_listen, teardown),
+        cmocka_unit_test_teardown(test_listen_start_failures, teardown),
+        cmocka_unit_test_teardown(test_access_log_folder, teardown),
         cmocka_unit_test_teardown(test_base_url, teardown),
         cmocka_unit_test_teardown(test_base_url_endpoint, teardown),
         cmocka_unit_test_teardown(test_base_url_host_port, teardown),
