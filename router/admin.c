@@ -107,17 +107,8 @@ static void handle_admin(admin_t *a, struct evhttp_request *req, const char *res
         free(name);
         reply_owned(req, status, json);
     } else if (strcmp(rest, "reload") == 0 && m == EVHTTP_REQ_POST) {
-        char *errors = NULL;
-        if (controller_reload(a->ctl, "admin", &errors) == 0) {
-            http_reply_json(req, 200, "{\"reloaded\":true}");
-        } else {
-            size_t n = (errors ? strlen(errors) : 2) + 64;
-            char *out = malloc(n);
-            if (out)
-                snprintf(out, n, "{\"reloaded\":false,\"errors\":%s}", errors ? errors : "[]");
-            reply_owned(req, 400, out);
-        }
-        free(errors);
+        int status = controller_reload(a->ctl, "admin", &json) == 0 ? 200 : 400;
+        reply_owned(req, status, json);
     } else {
         http_reply_error(req, 404, "invalid_request_error", "unknown_url",
                          "Unknown admin endpoint or method.");

@@ -2625,6 +2625,52 @@ const config_price_t *config_price(const config_provider_t *p, const char *model
     return NULL;
 }
 
+/* NULL-safe string inequality. */
+static int str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+static int addr_differs(const config_addr_t *a, const config_addr_t *b)
+{
+    return a->port != b->port || str_differs(a->host, b->host);
+}
+
+size_t config_restart_keys(const config_t *old, const config_t *cur, const char **keys,
+                           size_t cap)
+{
+    /* Keep in step with server_start / worker_init (server.c) and admin_start (admin.c):
+     * every cfg-> read there happens once. */
+    const struct {
+        const char *key;
+        int differs;
+    } all[] = {
+        {"listen", addr_differs(&old->listen, &cur->listen)},
+        {"workers", old->workers != cur->workers},
+        {"admin.listen", addr_differs(&old->admin.listen, &cur->admin.listen)},
+        {"access_log.path", str_differs(old->access_log.path, cur->access_log.path)},
+        {"limits.max_body_bytes", old->limits.max_body_bytes != cur->limits.max_body_bytes},
+        {"limits.max_header_bytes", old->limits.max_header_bytes != cur->limits.max_header_bytes},
+        {"limits.client_timeout_ms",
+         old->limits.client_timeout_ms != cur->limits.client_timeout_ms},
+        {"limits.header_timeout_ms",
+         old->limits.header_timeout_ms != cur->limits.header_timeout_ms},
+        /* The secret signs session tokens; the server hashed it at start. */
+        {"realtime.session_secret_env",
+         str_differs(old->realtime.session_secret_env, cur->realtime.session_secret_env) ||
+             str_differs(old->realtime.session_secret, cur->realtime.session_secret)},
+    };
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+        if (!all[i].differs)
+            continue;
+        if (n < cap)
+            keys[n] = all[i].key;
+        n++;
+    }
+    return n;
+}
+
 const char *config_map_model(const config_provider_t *p, const char *model)
 {
     if (p == NULL || model == NULL)

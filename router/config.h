@@ -177,4 +177,12 @@ const config_price_t *config_price(const config_provider_t *p, const char *model
 /* Maps a client model name through the provider's `models`; NULL when unmapped. */
 const char *config_map_model(const config_provider_t *p, const char *model);
 
+/* Settings the router reads only when it starts (listeners, workers, the limits evhttp and
+ * the head guard are built with, the access log, the session-token secret): the names of
+ * those that differ between old and cur ("listen", "limits.client_timeout_ms", ...; static
+ * strings) go to keys[0..cap). Returns how many differ, which may be more than cap. A
+ * reload applies everything else at once; these wait for a restart. */
+size_t config_restart_keys(const config_t *old, const config_t *cur, const char **keys,
+                           size_t cap);
+
 #endif

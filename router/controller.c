@@ -26,6 +26,7 @@ struct controller {
     struct event_base *base;
     server_t *srv;
     char *config_path;
+    config_t *started; /* the config the server started with: what start-only settings use */
 
     int active; /* the config has a rollout block */
     rollout_policy_t pol;
@@ -302,21 +303,22 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- reload ------------------------------------------------------------------------ */
 
-static void warn_restart_needed(const config_t *old, const config_t *cur)
+/* Settings read only at start whose value in cur differs from the one the server started
+ * with: logged one line each, and returned as a JSON array of their names for the admin
+ * reply (NULL on out of memory). Without this a reload reported success while these kept
+ * their old values. Compared with the start, not the previous reload, so a change stays
+ * reported on every reload until a restart (and no more once it is reverted). */
+static cJSON *warn_restart_needed(const config_t *started, const config_t *cur, const char *who)
 {
-    if (strcmp(old->listen.host, cur->listen.host) != 0 || old->listen.port != cur->listen.port)
-        log_warn("event=reload_needs_restart key=listen");
-    if (old->workers != cur->workers)
-        log_warn("event=reload_needs_restart key=workers");
-    if (strcmp(old->admin.listen.host, cur->admin.listen.host) != 0 ||
-        old->admin.listen.port != cur->admin.listen.port)
-        log_warn("event=reload_needs_restart key=admin.listen");
-    if ((old->access_log.path == NULL) != (cur->access_log.path == NULL) ||
-        (old->access_log.path && strcmp(old->access_log.path, cur->access_log.path) != 0))
-        log_warn("event=reload_needs_restart key=access_log.path");
-    if (old->limits.max_body_bytes != cur->limits.max_body_bytes ||
-        old->limits.max_header_bytes != cur->limits.max_header_bytes)
-        log_warn("event=reload_needs_restart key=limits");
+    const char *keys[32];
+    size_t n = config_restart_keys(started, cur, keys, 32);
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < n && i < 32; i++) {
+        log_warn("event=reload_needs_restart who=%s key=%s", who, keys[i]);
+        if (a)
+            cJSON_AddItemToArray(a, cJSON_CreateString(keys[i]));
+    }
+    return a;
 }
 
 /* Takes the rollout settings of cfg (at start and after every reload). */
@@ -352,36 +354,49 @@ static void adopt(controller_t *c, const config_t *cfg, const char *who)
     publish(c);
 }
 
-static char *errors_array(const config_errors_t *e)
+/* {"reloaded":ok, name:list}; takes list. NULL on out of memory. */
+static char *reload_reply(int ok, const char *name, cJSON *list)
 {
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; a && i < e->n; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateString(e->lines[i]));
-    char *s = a ? cJSON_PrintUnformatted(a) : NULL;
-    cJSON_Delete(a);
+    cJSON *o = cJSON_CreateObject();
+    char *s = NULL;
+    if (o && list && cJSON_AddBoolToObject(o, "reloaded", ok)) {
+        cJSON_AddItemToObject(o, name, list);
+        list = NULL;
+        s = cJSON_PrintUnformatted(o);
+    }
+    cJSON_Delete(list);
+    cJSON_Delete(o);
     return s;
 }
 
-int controller_reload(controller_t *c, const char *who, char **errors_json)
+int controller_reload(controller_t *c, const char *who, char **reply_json)
 {
     config_errors_t errs = {0};
     config_t *cfg = config_load(c->config_path, &errs);
-    if (errors_json)
-        *errors_json = NULL;
+    if (reply_json)
+        *reply_json = NULL;
     if (!cfg) {
-        for (size_t i = 0; i < errs.n; i++)
+        cJSON *a = cJSON_CreateArray();
+        for (size_t i = 0; i < errs.n; i++) {
             log_error("event=reload_rejected who=%s error=\"%s\"", who, errs.lines[i]);
-        if (errors_json)
-            *errors_json = errors_array(&errs);
+            if (a)
+                cJSON_AddItemToArray(a, cJSON_CreateString(errs.lines[i]));
+        }
+        if (reply_json)
+            *reply_json = reload_reply(0, "errors", a);
+        else
+            cJSON_Delete(a);
         config_errors_free(&errs);
         return -1;
     }
     for (size_t i = 0; i < errs.n_warnings; i++)
         log_warn("event=reload_warning who=%s warning=\"%s\"", who, errs.warnings[i]);
     config_errors_free(&errs);
-    config_t *old = server_config_get(c->srv);
-    warn_restart_needed(old, cfg);
-    config_unref(old);
+    cJSON *restart = warn_restart_needed(c->started, cfg, who);
+    if (reply_json)
+        *reply_json = reload_reply(1, "restart_needed", restart);
+    else
+        cJSON_Delete(restart);
     /* The new percentage is published before the snapshot swap is seen by anyone who
      * could read an older one; requests in flight keep the snapshot they started with. */
     server_set_config(c->srv, cfg);
@@ -462,6 +477,7 @@ controller_t *controller_new(struct event_base *base, server_t *srv, const char 
         return NULL;
     }
     config_t *cfg = server_config_get(srv);
+    c->started = config_ref(cfg);
     c->file_bp = file_percentage(cfg);
     adopt(c, cfg, "startup");
     config_unref(cfg);
@@ -487,6 +503,7 @@ void controller_free(controller_t *c)
         free(c->decisions[i]);
     free(c->watch_name);
     free(c->config_path);
+    config_unref(c->started);
     free(c);
 }
 

@@ -26,9 +26,13 @@ typedef struct controller controller_t;
 controller_t *controller_new(struct event_base *base, server_t *srv, const char *config_path);
 void controller_free(controller_t *c);
 
-/* Reloads the config file. Returns 0, or -1 with the errors as a JSON array in *errors_json
- * (FILE:LINE:COL lines). who: "sighup", "admin", "watch". */
-int controller_reload(controller_t *c, const char *who, char **errors_json);
+/* Reloads the config file. Returns 0 or -1 (the file was refused; the running config stays).
+ * When reply_json is not NULL it gets the admin reply: {"reloaded":true,"restart_needed":
+ * [keys]} (settings read only at start whose value differs from the one the process started
+ * with, each also logged as event=reload_needs_restart: they apply after a restart) or
+ * {"reloaded":false,"errors":[FILE:LINE:COL lines]}; NULL on out of memory.
+ * who: "sighup", "admin", "watch". */
+int controller_reload(controller_t *c, const char *who, char **reply_json);
 
 /* GET /admin/rollout */
 char *controller_status_json(controller_t *c);

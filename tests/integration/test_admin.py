@@ -1,4 +1,4 @@
-"""The admin listener: health, OFREP evaluation, the admin token."""
+"""The admin listener: health, OFREP evaluation, the admin token, reload replies."""
 import json
 
 from harness import Router, Sim, check, eq, expected_variant, router_config
@@ -99,3 +99,43 @@ def case_admin_health_needs_token_too():
         eq(status, 200, "main listener health stays open")
     finally:
         _stop(r, o, n)
+
+
+def case_reload_names_settings_that_need_a_restart():
+    """A reload applied nothing of what is read only at start, yet answered a bare
+    {"reloaded":true}: the reply and the log now name each such setting."""
+    o, n = Sim("original"), Sim("new")
+    r = None
+    env = {"IT_SESSION_A": "session-secret-a", "IT_SESSION_B": "session-secret-b"}
+    try:
+        cfg = router_config(o, n, percentage=10,
+                            extra="realtime: { session_secret_env: IT_SESSION_A }")
+        r = Router(cfg, env=env)
+        code, _, body = r.admin("POST", "/admin/reload")
+        eq((code, json.loads(body)), (200, {"reloaded": True, "restart_needed": []}),
+           "unchanged file")
+        with open(r.config_path, "w") as f:
+            f.write(cfg.replace("percentage: 10", "percentage: 20")
+                    .replace("IT_SESSION_A", "IT_SESSION_B")
+                    + "limits: { client_timeout_ms: 5000, header_timeout_ms: 2000 }\n")
+        code, _, body = r.admin("POST", "/admin/reload")
+        eq(code, 200, f"reload: {body!r}")
+        want = ["limits.client_timeout_ms", "limits.header_timeout_ms",
+                "realtime.session_secret_env"]
+        eq(json.loads(body), {"reloaded": True, "restart_needed": want}, "reload reply")
+        log = r.stderr_text()
+        for key in want:
+            check(f"event=reload_needs_restart who=admin key={key}" in log, f"{key} logged:\n{log}")
+        check("session-secret" not in log, "a secret was logged")
+        # still pending on the next reload (compared with what the process started with)
+        code, _, body = r.admin("POST", "/admin/reload")
+        eq(json.loads(body)["restart_needed"], want, "still pending")
+        # reverted: nothing pending any more
+        with open(r.config_path, "w") as f:
+            f.write(cfg)
+        code, _, body = r.admin("POST", "/admin/reload")
+        eq(json.loads(body), {"reloaded": True, "restart_needed": []}, "reverted")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()

@@ -1258,6 +1258,57 @@ static void test_errs_null_and_buffer_name(void **state)
     config_errors_free(NULL);
 }
 
+/* A reload reported success while settings read only at start kept their old values; each
+ * such setting that changed is named, so the log and the admin reply can say so. */
+static void test_restart_keys(void **state)
+{
+    (void)state;
+    const char *keys[16];
+    setenv("T_SESSION_A", "secret-a", 1);
+    setenv("T_SESSION_B", "secret-b", 1);
+    config_t *old = expect_ok(PROVIDERS "workers: 2\n"
+                                        "realtime: { session_secret_env: T_SESSION_A }\n");
+    config_t *same = expect_ok(PROVIDERS "workers: 2\n"
+                                         "realtime: { session_secret_env: T_SESSION_A }\n"
+                                         "flags: {use_new_provider: {percentage: 50}}\n"
+                                         "limits: { client_stall_ms: 500 }\n");
+    assert_int_equal(config_restart_keys(old, same, keys, 16), 0);
+    config_t *cur = expect_ok(PROVIDERS "workers: 2\n"
+                                        "limits: { client_timeout_ms: 5000, header_timeout_ms: 2000 }\n"
+                                        "realtime: { session_secret_env: T_SESSION_B }\n");
+    size_t n = config_restart_keys(old, cur, keys, 16);
+    assert_int_equal(n, 3);
+    assert_string_equal(keys[0], "limits.client_timeout_ms");
+    assert_string_equal(keys[1], "limits.header_timeout_ms");
+    assert_string_equal(keys[2], "realtime.session_secret_env");
+    /* dropping the secret counts too (tokens would stay signed with the old one) */
+    config_t *none = expect_ok(PROVIDERS "workers: 2\n");
+    n = config_restart_keys(old, none, keys, 16);
+    assert_int_equal(n, 1);
+    assert_string_equal(keys[0], "realtime.session_secret_env");
+    config_t *moved = expect_ok("listen: \"127.0.0.1:8081\"\nworkers: 3\n"
+                                "admin: {listen: \"127.0.0.1:9091\"}\n"
+                                "access_log: {path: \"-\"}\n"
+                                "limits: { max_body_bytes: 2048, max_header_bytes: 2048 }\n" PROVIDERS);
+    n = config_restart_keys(none, moved, keys, 16);
+    assert_int_equal(n, 6);
+    assert_string_equal(keys[0], "listen");
+    assert_string_equal(keys[1], "workers");
+    assert_string_equal(keys[2], "admin.listen");
+    assert_string_equal(keys[3], "access_log.path");
+    assert_string_equal(keys[4], "limits.max_body_bytes");
+    assert_string_equal(keys[5], "limits.max_header_bytes");
+    /* the count is whole even when keys has less room */
+    assert_int_equal(config_restart_keys(none, moved, keys, 2), 6);
+    config_unref(old);
+    config_unref(same);
+    config_unref(cur);
+    config_unref(none);
+    config_unref(moved);
+    unsetenv("T_SESSION_A");
+    unsetenv("T_SESSION_B");
+}
+
 static void test_ref_unref(void **state)
 {
     (void)state;
@@ -1316,6 +1367,7 @@ int main(void)
         cmocka_unit_test_teardown(test_deep_nesting, teardown),
         cmocka_unit_test_teardown(test_many_errors_reported, teardown),
         cmocka_unit_test_teardown(test_errs_null_and_buffer_name, teardown),
+        cmocka_unit_test_teardown(test_restart_keys, teardown),
         cmocka_unit_test_teardown(test_ref_unref, teardown),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
