@@ -840,8 +840,8 @@ static int field_backoff(ld_t *ld, const node_t *val, const char *path, void *ou
 {
     (void)arg;
     const config_fallback_t *fb = &ld->cfg->fallback;
-    if (parse_block(ld, val, path, backoff_fields, sizeof backoff_fields / sizeof *backoff_fields,
-                    out) != 0)
+    size_t n = sizeof backoff_fields / sizeof *backoff_fields;
+    if (parse_block(ld, val, path, backoff_fields, n, out) != 0)
         return -1;
     check_base_max(ld, val, path, fb->backoff_base_ms, fb->backoff_max_ms);
     return 0;
@@ -851,8 +851,8 @@ static int field_eject(ld_t *ld, const node_t *val, const char *path, void *out,
 {
     (void)arg;
     const config_fallback_t *fb = &ld->cfg->fallback;
-    if (parse_block(ld, val, path, eject_fields, sizeof eject_fields / sizeof *eject_fields,
-                    out) != 0)
+    size_t n = sizeof eject_fields / sizeof *eject_fields;
+    if (parse_block(ld, val, path, eject_fields, n, out) != 0)
         return -1;
     check_base_max(ld, val, path, fb->eject_base_ms, fb->eject_max_ms);
     return 0;
@@ -968,8 +968,9 @@ static int check_url_authority(ld_t *ld, const node_t *val, const char *path, co
         return -1;
     }
     if (bad_ipv4_literal(host, hlen)) {
-        err(ld, val, "%s has a host that looks like an IPv4 address but is not one (four "
-                     "numbers from 0 to 255)",
+        err(ld, val,
+            "%s has a host that looks like an IPv4 address but is not one (four "
+            "numbers from 0 to 255)",
             path);
         return -1;
     }
@@ -1501,8 +1502,8 @@ static const char *const never_forwarded[] = {
 /* Forwarded headers go to both providers: a credential meant for one (a client's own
  * provider key, a token) would reach the other on every fallback. */
 static const char *const credential_headers[] = {"x-api-key", "api-key", "x-goog-api-key"};
-static const char *const credential_words[] = {"api-key", "apikey", "token",  "secret",
-                                               "password", "auth",  "cookie"};
+static const char *const credential_words[] = {"api-key",  "apikey", "token", "secret",
+                                               "password", "auth",   "cookie"};
 
 /* 1 when the lower-cased header name looks like one that carries a credential ('_' is
  * read as '-': x_api_key is the same header to many servers). */
@@ -1923,8 +1924,9 @@ static int client_second_key(ld_t *ld, const node_t *val, const char *path)
         ld->client_key_node = val;
         return 0;
     }
-    err(ld, val, "%s: this client already has a key (at %d:%d); give one, `key_env` or "
-                 "`key_sha256`",
+    err(ld, val,
+        "%s: this client already has a key (at %d:%d); give one, `key_env` or "
+        "`key_sha256`",
         path, ld->client_key_node->line, ld->client_key_node->col);
     return 1;
 }
@@ -2009,8 +2011,8 @@ static const field_t client_fields[] = {
 /* Two clients with one key: authentication finds the first, so the second client's name,
  * user and permissions never apply. Compared by SHA-256, which covers the same variable
  * twice, two variables holding the same key and a key_sha256 of a key_env's key. */
-static void client_same_key(ld_t *ld, const config_t *c, const node_t *const *key_nodes,
-                            size_t i, const char *sub)
+static void client_same_key(ld_t *ld, const config_t *c, const node_t *const *key_nodes, size_t i,
+                            const char *sub)
 {
     const config_client_t *cl = &c->clients[i];
     for (size_t j = 0; j < i; j++) {
@@ -2018,12 +2020,14 @@ static void client_same_key(ld_t *ld, const config_t *c, const node_t *const *ke
         if (key_nodes[j] == NULL || memcmp(o->key_sha256, cl->key_sha256, 32) != 0)
             continue;
         if (cl->key_env && o->key_env && strcmp(cl->key_env, o->key_env) == 0)
-            err(ld, key_nodes[i], "%s.key_env names the same variable as client `%s` (%d:%d); "
-                                  "each client needs its own key",
+            err(ld, key_nodes[i],
+                "%s.key_env names the same variable as client `%s` (%d:%d); "
+                "each client needs its own key",
                 sub, o->name ? o->name : "?", key_nodes[j]->line, key_nodes[j]->col);
         else
-            err(ld, key_nodes[i], "%s has the same key as client `%s` (%d:%d); each client "
-                                  "needs its own key",
+            err(ld, key_nodes[i],
+                "%s has the same key as client `%s` (%d:%d); each client "
+                "needs its own key",
                 sub, o->name ? o->name : "?", key_nodes[j]->line, key_nodes[j]->col);
         return;
     }
@@ -2636,8 +2640,7 @@ static int addr_differs(const config_addr_t *a, const config_addr_t *b)
     return a->port != b->port || str_differs(a->host, b->host);
 }
 
-size_t config_restart_keys(const config_t *old, const config_t *cur, const char **keys,
-                           size_t cap)
+size_t config_restart_keys(const config_t *old, const config_t *cur, const char **keys, size_t cap)
 {
     /* Keep in step with server_start / worker_init (server.c) and admin_start (admin.c):
      * every cfg-> read there happens once. */

@@ -182,7 +182,6 @@ const char *config_map_model(const config_provider_t *p, const char *model);
  * those that differ between old and cur ("listen", "limits.client_timeout_ms", ...; static
  * strings) go to keys[0..cap). Returns how many differ, which may be more than cap. A
  * reload applies everything else at once; these wait for a restart. */
-size_t config_restart_keys(const config_t *old, const config_t *cur, const char **keys,
-                           size_t cap);
+size_t config_restart_keys(const config_t *old, const config_t *cur, const char **keys, size_t cap);
 
 #endif

@@ -338,7 +338,6 @@ static void test_explicit_sticky_and_extra_flag(void **state)
                         F ":8:44: flags.use_new_providr.sticky is empty: every request follows "
                           "`unkeyed`");
     config_unref(c);
-
 }
 
 /* A flags block without the routing flag used to load with a warning and route 0% to new:
@@ -373,8 +372,7 @@ static void test_routing_flag_missing(void **state)
     assert_int_equal(c->n_flags, 2);
     assert_int_equal(config_flag(c, "beta_ui")->percentage_bp, 2000);
     assert_int_equal(errs.n_warnings, 1);
-    assert_string_equal(errs.warnings[0],
-                        F ":8:3: flag `beta_ui` is not evaluated by the router");
+    assert_string_equal(errs.warnings[0], F ":8:3: flag `beta_ui` is not evaluated by the router");
     config_unref(c);
 }
 
@@ -955,7 +953,7 @@ static void test_listen_start_failures(void **state)
                   "to bind; give them different ports");
     /* the admin block left out: its default (127.0.0.1:9090) is pointed at through listen */
     expect_error(PROVIDERS "listen: \"0.0.0.0:9090\"\n", F ":6:9: admin.listen (127.0.0.1) and "
-                                                            "listen (0.0.0.0) both use port 9090");
+                                                           "listen (0.0.0.0) both use port 9090");
     /* different ports, port 0, or an IPv4 wildcard beside a specific IPv6 address: fine */
     const char *const fine[][2] = {
         {"0.0.0.0:62211", "127.0.0.1:62212"},
@@ -1031,7 +1029,7 @@ static void test_base_url_endpoint(void **state)
                   ".../chat/completions/chat/completions); write the API's base, e.g. "
                   "https://api.openai.com/v1");
     const char *const bad[] = {"/v1/chat/completions/", "/v1/completions", "/v1/embeddings//",
-                               "/v1/responses", "/v1/models", "/v1/Chat/Completions"};
+                               "/v1/responses",         "/v1/models",      "/v1/Chat/Completions"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char yaml[256];
         snprintf(yaml, sizeof yaml,
@@ -1109,10 +1107,17 @@ static void test_forward_headers_credentials(void **state)
                   "never forwarded: forwarded headers go to both providers, so a key meant for "
                   "one would reach the other on fallback");
     assert_int_equal(errs.n, 1);
-    const char *const bad[] = {"api-key",         "x-goog-api-key", "x_api_key",
-                               "anthropic-apikey", "x-auth-token",   "x-client-secret",
-                               "x-db-password",   "x-oauth",        "set-cookie",
-                               "x-access-token",  "Proxy-Authorization-Extra"};
+    const char *const bad[] = {"api-key",
+                               "x-goog-api-key",
+                               "x_api_key",
+                               "anthropic-apikey",
+                               "x-auth-token",
+                               "x-client-secret",
+                               "x-db-password",
+                               "x-oauth",
+                               "set-cookie",
+                               "x-access-token",
+                               "Proxy-Authorization-Extra"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char yaml[256];
         snprintf(yaml, sizeof yaml, PROVIDERS "forward_headers: [\"%s\"]\n", bad[i]);
@@ -1121,7 +1126,8 @@ static void test_forward_headers_credentials(void **state)
     /* the existing refusals keep their message */
     expect_line(PROVIDERS "forward_headers: [Authorization]\n",
                 F ":6:19: forward_headers[0]: `authorization` is never forwarded to a provider");
-    expect_error(PROVIDERS "forward_headers: [cookie]\n", "`cookie` is never forwarded to a provider");
+    expect_error(PROVIDERS "forward_headers: [cookie]\n",
+                 "`cookie` is never forwarded to a provider");
     expect_error(PROVIDERS "forward_headers: [x-forwarded-for]\n", "is never forwarded");
     config_t *c = expect_ok(PROVIDERS "forward_headers: [x-sim-fault, X-Stainless-Lang, "
                                       "x-request-source]\n");
@@ -1143,7 +1149,8 @@ static void test_utf8_bom(void **state)
                 F ":1:1: unknown top-level key `lisen`; did you mean `listen`?");
     assert_int_equal(errs.n, 1);
     /* only at the start: anywhere else it is still refused */
-    expect_error(PROVIDERS "listen: \"127.0.0.1:1\xEF\xBB\xBF\"\n", "listen must end in a port from 0 to 65535");
+    expect_error(PROVIDERS "listen: \"127.0.0.1:1\xEF\xBB\xBF\"\n",
+                 "listen must end in a port from 0 to 65535");
 }
 
 static void test_anchor_alias_tag(void **state)
@@ -1273,9 +1280,10 @@ static void test_restart_keys(void **state)
                                          "flags: {use_new_provider: {percentage: 50}}\n"
                                          "limits: { client_stall_ms: 500 }\n");
     assert_int_equal(config_restart_keys(old, same, keys, 16), 0);
-    config_t *cur = expect_ok(PROVIDERS "workers: 2\n"
-                                        "limits: { client_timeout_ms: 5000, header_timeout_ms: 2000 }\n"
-                                        "realtime: { session_secret_env: T_SESSION_B }\n");
+    config_t *cur =
+        expect_ok(PROVIDERS "workers: 2\n"
+                            "limits: { client_timeout_ms: 5000, header_timeout_ms: 2000 }\n"
+                            "realtime: { session_secret_env: T_SESSION_B }\n");
     size_t n = config_restart_keys(old, cur, keys, 16);
     assert_int_equal(n, 3);
     assert_string_equal(keys[0], "limits.client_timeout_ms");
@@ -1286,10 +1294,11 @@ static void test_restart_keys(void **state)
     n = config_restart_keys(old, none, keys, 16);
     assert_int_equal(n, 1);
     assert_string_equal(keys[0], "realtime.session_secret_env");
-    config_t *moved = expect_ok("listen: \"127.0.0.1:8081\"\nworkers: 3\n"
-                                "admin: {listen: \"127.0.0.1:9091\"}\n"
-                                "access_log: {path: \"-\"}\n"
-                                "limits: { max_body_bytes: 2048, max_header_bytes: 2048 }\n" PROVIDERS);
+    config_t *moved =
+        expect_ok("listen: \"127.0.0.1:8081\"\nworkers: 3\n"
+                  "admin: {listen: \"127.0.0.1:9091\"}\n"
+                  "access_log: {path: \"-\"}\n"
+                  "limits: { max_body_bytes: 2048, max_header_bytes: 2048 }\n" PROVIDERS);
     n = config_restart_keys(none, moved, keys, 16);
     assert_int_equal(n, 6);
     assert_string_equal(keys[0], "listen");
