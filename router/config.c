@@ -1502,8 +1502,13 @@ static const char *const never_forwarded[] = {
 /* Forwarded headers go to both providers: a credential meant for one (a client's own
  * provider key, a token) would reach the other on every fallback. */
 static const char *const credential_headers[] = {"x-api-key", "api-key", "x-goog-api-key"};
-static const char *const credential_words[] = {"api-key",  "apikey", "token", "secret",
-                                               "password", "auth",   "cookie"};
+/* Words of a header name (between '-') that mark a credential; "api" followed by "key"
+ * does too. By word, not substring: x-max-tokens, x-idempotency-key or x-author carry
+ * none. */
+static const char *const credential_words[] = {
+    "apikey", "token", "secret", "password", "passwd", "auth", "oauth", "authorization",
+    "cookie", "credential", "credentials",
+};
 
 /* 1 when the lower-cased header name looks like one that carries a credential ('_' is
  * read as '-': x_api_key is the same header to many servers). */
@@ -1518,9 +1523,16 @@ static int is_credential_header(const char *lower)
     for (size_t i = 0; i < sizeof credential_headers / sizeof *credential_headers; i++)
         if (strcmp(name, credential_headers[i]) == 0)
             return 1;
-    for (size_t i = 0; i < sizeof credential_words / sizeof *credential_words; i++)
-        if (strstr(name, credential_words[i]) != NULL)
+    int after_api = 0;
+    char *save = NULL;
+    for (char *w = strtok_r(name, "-", &save); w; w = strtok_r(NULL, "-", &save)) {
+        if (after_api && strcmp(w, "key") == 0)
             return 1;
+        after_api = strcmp(w, "api") == 0;
+        for (size_t i = 0; i < sizeof credential_words / sizeof *credential_words; i++)
+            if (strcmp(w, credential_words[i]) == 0)
+                return 1;
+    }
     return 0;
 }
 

@@ -1132,6 +1132,11 @@ static void test_forward_headers_credentials(void **state)
     config_t *c = expect_ok(PROVIDERS "forward_headers: [x-sim-fault, X-Stainless-Lang, "
                                       "x-request-source]\n");
     assert_int_equal(c->n_forward_headers, 3);
+    /* by word, not by substring: these carry no credential */
+    config_t *words = expect_ok(PROVIDERS "forward_headers: [x-max-tokens, Idempotency-Key, "
+                                          "x-author, x-keyboard-layout]\n");
+    assert_int_equal(words->n_forward_headers, 4);
+    config_unref(words);
     assert_string_equal(c->forward_headers[1], "x-stainless-lang");
     config_unref(c);
 }
