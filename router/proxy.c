@@ -661,7 +661,7 @@ static size_t client_backlog(proxy_req_t *p)
  * has_usage: what usage_event_has_usage says of it, when the caller knows (-1: not). */
 static void inspect_event(proxy_req_t *p, const char *ev, size_t len, int has_usage)
 {
-    if (usage_event_has_content(ev, len))
+    if (usage_event_has_content(ev, len, p->log_path && !strcmp(p->log_path, "/v1/completions")))
         p->content_events++;
     if (sse_event_is_last(ev, len))
         p->saw_end = 1;

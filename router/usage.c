@@ -266,6 +266,11 @@ static int blank(char c)
 
 long usage_strip_object(char *event, size_t len)
 {
+    /* OpenAI's own usage chunk, compact: no choice, withheld whole without a scan. */
+    static const char none[] = "\"choices\":[]";
+    const char *c0 = memmem(event, len, none, sizeof(none) - 1);
+    if (c0 && c0 > event && c0[-1] != '\\')
+        return -1;
     /* The data line: "data:" at the start of a line, the JSON after it, a line end. */
     static const char field[] = "data:";
     char *line = NULL;
@@ -350,10 +355,10 @@ static int key_with_text(const char *ev, size_t len, const char *key, size_t kle
     return 0;
 }
 
-int usage_event_has_content(const char *ev, size_t len)
+int usage_event_has_content(const char *ev, size_t len, int legacy)
 {
-    /* chat chunks say "content", legacy completions "text" */
-    return key_with_text(ev, len, "\"content\"", 9) || key_with_text(ev, len, "\"text\"", 6);
+    return legacy ? key_with_text(ev, len, "\"text\"", 6)
+                  : key_with_text(ev, len, "\"content\"", 9);
 }
 
 long usage_content_chars(const char *json, size_t len)

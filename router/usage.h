@@ -51,10 +51,11 @@ long usage_strip_object(char *event, size_t len);
  * keeps track of, and what the fuzzer and the unit test hold it to. */
 long usage_strip_event_reference(char *event, size_t len);
 
-/* Does this stream event carry text: a `"content"` or `"text"` member whose value is a
- * non-empty string (blanks around the colon allowed, as any JSON writer may put them)?
- * The count of such events is the completion estimate of a stream without usage. */
-int usage_event_has_content(const char *ev, size_t len);
+/* Does this stream event carry text: a `"content"` member (legacy completions: `"text"`)
+ * whose value is a non-empty string (blanks around the colon allowed, as any JSON writer
+ * may put them)? The count of such events is the completion estimate of a stream
+ * without usage. */
+int usage_event_has_content(const char *ev, size_t len, int legacy);
 
 /* Completion text length of a non-streaming response (for estimates), or -1. */
 long usage_content_chars(const char *json, size_t len);

@@ -161,6 +161,10 @@ static void test_strip_object(void **state)
     /* first member, blanks around, CRLF line ends, an event name before the data */
     obj_case("event: x\r\ndata: { \"usage\" : {\"a\":1} ,\t\"choices\": [ {} ] }\r\n\r\n",
              "event: x\r\ndata: { \"choices\": [ {} ] }\r\n\r\n");
+    /* text that quotes an empty choices list is content, not the usage chunk */
+    obj_case("data: {\"choices\":[{\"delta\":{\"content\":\"{\\\"choices\\\":[]}\"}}],"
+             "\"usage\":{\"a\":1}}\n\n",
+             "data: {\"choices\":[{\"delta\":{\"content\":\"{\\\"choices\\\":[]}\"}}]}\n\n");
     /* the usage chunk itself, no choices, usage not an object: withheld whole */
     obj_case("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n", NULL);
     obj_case("data: {\"choices\":[ \n ],\"usage\":{\"prompt_tokens\":1}}\n\n", NULL);
@@ -177,22 +181,22 @@ static void test_strip_object(void **state)
 static void test_event_has_content(void **state)
 {
     (void)state;
-    assert_true(usage_event_has_content("data: {\"delta\":{\"content\":\"hi\"}}\n\n", 34));
+    assert_true(usage_event_has_content("data: {\"delta\":{\"content\":\"hi\"}}\n\n", 34, 0));
     /* blanks around the colon (Python's json.dumps), legacy completions' "text" */
     const char *spaced = "data: {\"delta\": {\"content\": \"hi\"}}\n\n";
-    assert_true(usage_event_has_content(spaced, strlen(spaced)));
+    assert_true(usage_event_has_content(spaced, strlen(spaced), 0));
     const char *legacy = "data: {\"choices\":[{\"text\":\"hi \",\"index\":0}]}\n\n";
-    assert_true(usage_event_has_content(legacy, strlen(legacy)));
+    assert_true(usage_event_has_content(legacy, strlen(legacy), 1));
     /* the role chunk's empty content, a null, a key in a value, no content at all */
     const char *role = "data: {\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}\n\n";
-    assert_false(usage_event_has_content(role, strlen(role)));
+    assert_false(usage_event_has_content(role, strlen(role), 0));
     const char *null = "data: {\"delta\":{\"content\":null}}\n\n";
-    assert_false(usage_event_has_content(null, strlen(null)));
+    assert_false(usage_event_has_content(null, strlen(null), 0));
     const char *typed = "data: {\"type\":\"text\",\"x\":\"\\\"content\\\"\"}\n\n";
-    assert_false(usage_event_has_content(typed, strlen(typed)));
+    assert_false(usage_event_has_content(typed, strlen(typed), 0));
     const char *finish = "data: {\"delta\":{},\"finish_reason\":\"stop\"}\n\n";
-    assert_false(usage_event_has_content(finish, strlen(finish)));
-    assert_false(usage_event_has_content("\"content\":", 10)); /* cut at the colon */
+    assert_false(usage_event_has_content(finish, strlen(finish), 0));
+    assert_false(usage_event_has_content("\"content\":", 10, 0)); /* cut at the colon */
 }
 
 int main(void)
