@@ -2193,6 +2193,32 @@ static const field_t top_fields[] = {
     {"realtime", field_realtime, 0, 0, 0},
 };
 
+/* 1 when the URL's host is this machine (127.0.0.0/8, ::1, localhost). */
+static int url_host_is_loopback(const char *url)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    int lo = 0;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host) {
+        lo = strncmp(host, "127.", 4) == 0 || strcmp(host, "[::1]") == 0 ||
+             strcasecmp(host, "localhost") == 0;
+    }
+    curl_free(host);
+    curl_url_cleanup(u);
+    return lo;
+}
+
+/* Frees a secret after overwriting it: a core dump or a later allocation must not find
+ * an old key after a reload. */
+static void free_secret(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
 static void config_free(config_t *c)
 {
     if (c == NULL)
@@ -2201,14 +2227,14 @@ static void config_free(config_t *c)
     free(c->listen.host);
     free(c->admin.listen.host);
     free(c->admin.token_env);
-    free(c->admin.token);
+    free_secret(c->admin.token);
     for (int r = 0; r < CONFIG_N_ROLES; r++) {
         config_provider_t *p = &c->providers[r];
         free(p->name);
         free(p->base_url);
         free(p->ca_file);
         free(p->api_key_env);
-        free(p->api_key);
+        free_secret(p->api_key);
         for (size_t i = 0; i < p->n_models; i++) {
             free(p->models[i].from);
             free(p->models[i].to);
@@ -2228,9 +2254,7 @@ static void config_free(config_t *c)
     for (size_t i = 0; i < c->cors.n_allow_origins; i++)
         free(c->cors.allow_origins[i]);
     free(c->cors.allow_origins);
-    if (c->realtime.session_secret)
-        explicit_bzero(c->realtime.session_secret, strlen(c->realtime.session_secret));
-    free(c->realtime.session_secret);
+    free_secret(c->realtime.session_secret);
     free(c->realtime.session_secret_env);
     free(c->rollout.flag);
     free(c->rollout.state_file);
@@ -2386,6 +2410,12 @@ static void finish(ld_t *ld, const node_t *root)
                  "providers.%s.http_version \"2\": through libcurl 7.88 (Debian 12) HTTP/2 "
                  "fails a few answers in a thousand that arrive in bursts; \"1.1\" and "
                  "\"auto\" do not (docs/DECISIONS.md)",
+                 p->role);
+        if (p->api_key && p->base_url && strncasecmp(p->base_url, "http://", 7) == 0 &&
+            !url_host_is_loopback(p->base_url))
+            warn(ld, ld->provider_node[r],
+                 "providers.%s: its key would cross the network in clear text (base_url is "
+                 "http:// to a host that is not loopback); use https://",
                  p->role);
         if (p->ca_file && p->base_url && strncasecmp(p->base_url, "https://", 8) != 0)
             warn(ld, ld->provider_node[r], "providers.%s.ca_file has no effect: base_url is not https://",

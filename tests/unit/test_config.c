@@ -392,6 +392,33 @@ static void test_workers_warning(void **state)
     config_unref(c);
 }
 
+static void test_key_in_clear_warning(void **state)
+{
+    (void)state;
+    setenv("CLEAR_KEY", "sk-clear", 1);
+    config_t *c = expect_ok("providers:\n"
+                            "  original:\n"
+                            "    base_url: http://10.1.2.3/v1\n"
+                            "    api_key_env: CLEAR_KEY\n"
+                            "  new:\n"
+                            "    base_url: http://127.0.0.1:8102/v1\n"
+                            "    api_key_env: CLEAR_KEY\n");
+    assert_int_equal(errs.n_warnings, 1);
+    assert_non_null(strstr(errs.warnings[0], "providers.original: its key would cross the "
+                                             "network in clear text"));
+    config_unref(c);
+    /* loopback, https, or no key: nothing to say */
+    c = expect_ok("providers:\n"
+                  "  original:\n"
+                  "    base_url: http://localhost:8101/v1\n"
+                  "    api_key_env: CLEAR_KEY\n"
+                  "  new:\n"
+                  "    base_url: http://10.1.2.3/v1\n");
+    assert_int_equal(errs.n_warnings, 0);
+    config_unref(c);
+    unsetenv("CLEAR_KEY");
+}
+
 /* ---- errors ------------------------------------------------------------------ */
 
 static void test_unknown_key_hint(void **state)
@@ -1376,6 +1403,7 @@ int main(void)
         cmocka_unit_test_teardown(test_base_url_host_port, teardown),
         cmocka_unit_test_teardown(test_yaml_syntax_error, teardown),
         cmocka_unit_test_teardown(test_forward_headers_credentials, teardown),
+        cmocka_unit_test_teardown(test_key_in_clear_warning, teardown),
         cmocka_unit_test_teardown(test_utf8_bom, teardown),
         cmocka_unit_test_teardown(test_anchor_alias_tag, teardown),
         cmocka_unit_test_teardown(test_deep_nesting, teardown),
