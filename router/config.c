@@ -2417,10 +2417,26 @@ static void finish(ld_t *ld, const node_t *root)
                  "providers.%s: its key would cross the network in clear text (base_url is "
                  "http:// to a host that is not loopback); use https://",
                  p->role);
+        /* A limit that can never be reached because another ends the attempt first is a
+         * typo more often than a choice. */
+        if (p->timeouts.first_byte_ms > p->timeouts.total_ms ||
+            p->timeouts.connect_ms > p->timeouts.total_ms)
+            warn(ld, ld->provider_node[r],
+                 "providers.%s.timeouts.total_ms (%ld) is below %s (%ld): total_ms ends "
+                 "every slow attempt first",
+                 p->role, p->timeouts.total_ms,
+                 p->timeouts.first_byte_ms > p->timeouts.total_ms ? "first_byte_ms" : "connect_ms",
+                 p->timeouts.first_byte_ms > p->timeouts.total_ms ? p->timeouts.first_byte_ms
+                                                                  : p->timeouts.connect_ms);
         if (p->ca_file && p->base_url && strncasecmp(p->base_url, "https://", 8) != 0)
             warn(ld, ld->provider_node[r], "providers.%s.ca_file has no effect: base_url is not https://",
                  p->role);
     }
+    if (c->fallback.max_attempts == 1 && c->fallback.retry_same_provider > 0)
+        warn(ld, root,
+             "fallback.retry_same_provider (%ld) has no effect: fallback.max_attempts 1 allows "
+             "no second attempt",
+             c->fallback.retry_same_provider);
     if (ld->provider_node[0] && ld->provider_node[1] && c->providers[0].base_url &&
         c->providers[1].base_url && strcmp(c->providers[0].base_url, c->providers[1].base_url) == 0)
         warn(ld, ld->provider_node[CONFIG_ROLE_NEW],
@@ -2468,6 +2484,10 @@ static void finish(ld_t *ld, const node_t *root)
         if (r->max_stage_duration_ms < r->stage_min_duration_ms)
             err(ld, ld->rollout_node,
                 "rollout.max_stage_duration is shorter than rollout.stage_min_duration");
+        else if (r->max_stage_duration_ms > 0 && r->check_interval_ms > r->max_stage_duration_ms)
+            warn(ld, ld->rollout_node,
+                 "rollout.check_interval is longer than rollout.max_stage_duration: a stage "
+                 "runs out before its first check and the rollout pauses");
         if (r->mode == 0 && ld->percentage_node)
             warn(ld, ld->percentage_node,
                  "flags.%s.percentage is ignored while rollout.mode is auto: the rollout "

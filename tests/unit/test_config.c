@@ -419,6 +419,25 @@ static void test_key_in_clear_warning(void **state)
     unsetenv("CLEAR_KEY");
 }
 
+static void test_contradictions_warned(void **state)
+{
+    (void)state;
+    config_t *c = expect_ok("providers:\n"
+                            "  original: { base_url: \"http://127.0.0.1:1/v1\", timeouts: { "
+                            "first_byte_ms: 900000, total_ms: 1000 } }\n"
+                            "  new: { base_url: \"http://127.0.0.1:2/v1\" }\n"
+                            "fallback: { max_attempts: 1, retry_same_provider: 5 }\n"
+                            "rollout: { check_interval: 24h, max_stage_duration: 1s, "
+                            "stage_min_duration: 0s }\n");
+    assert_int_equal(errs.n_warnings, 3);
+    assert_non_null(strstr(errs.warnings[0], "fallback.retry_same_provider (5) has no effect"));
+    assert_non_null(strstr(errs.warnings[1], F ":2:13: providers.original.timeouts.total_ms "
+                                                "(1000) is below first_byte_ms (900000)"));
+    assert_non_null(strstr(errs.warnings[2], "rollout.check_interval is longer than "
+                                             "rollout.max_stage_duration"));
+    config_unref(c);
+}
+
 /* ---- errors ------------------------------------------------------------------ */
 
 static void test_unknown_key_hint(void **state)
@@ -1404,6 +1423,7 @@ int main(void)
         cmocka_unit_test_teardown(test_yaml_syntax_error, teardown),
         cmocka_unit_test_teardown(test_forward_headers_credentials, teardown),
         cmocka_unit_test_teardown(test_key_in_clear_warning, teardown),
+        cmocka_unit_test_teardown(test_contradictions_warned, teardown),
         cmocka_unit_test_teardown(test_utf8_bom, teardown),
         cmocka_unit_test_teardown(test_anchor_alias_tag, teardown),
         cmocka_unit_test_teardown(test_deep_nesting, teardown),
