@@ -432,7 +432,7 @@ static void test_contradictions_warned(void **state)
     assert_int_equal(errs.n_warnings, 3);
     assert_non_null(strstr(errs.warnings[0], "fallback.retry_same_provider (5) has no effect"));
     assert_non_null(strstr(errs.warnings[1], F ":2:13: providers.original.timeouts.total_ms "
-                                                "(1000) is below first_byte_ms (900000)"));
+                                               "(1000) is below first_byte_ms (900000)"));
     assert_non_null(strstr(errs.warnings[2], "rollout.check_interval is longer than "
                                              "rollout.max_stage_duration"));
     config_unref(c);
