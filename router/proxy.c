@@ -147,6 +147,7 @@ struct proxy_req {
     long long paused_at_ms;
     fail_class_t fail;
     uint32_t client_sent; /* bytes handed to the client's connection, mod 2^32 */
+    uint16_t decided_bp;  /* the routing flag's percentage when the request was routed */
     uint32_t stall_mark;  /* what the client had read when the stall clock last started */
     char fail_detail[96]; /* a short reason; longer ones are cut */
     timer_mode_t timer_mode;
@@ -1710,11 +1711,14 @@ static void write_access_line(proxy_req_t *p, const char *path, int provider, do
         return;
     fmtbuf_t b;
     fmt_init(&b, o, LINE_MAX_BYTES);
-    flag_def_t scratch;
-    const flag_def_t *def =
-        server_routing_flag(w->srv, config_flag(p->cfg, ROUTING_FLAG), &scratch);
+    int bp = p->decided_bp;
+    if (p->decided_bp == UINT16_MAX) { /* refused before routing: the flag as it is now */
+        flag_def_t scratch;
+        const flag_def_t *def =
+            server_routing_flag(w->srv, config_flag(p->cfg, ROUTING_FLAG), &scratch);
+        bp = def ? (def->disabled ? 0 : def->percentage_bp) : 0;
+    }
     /* Basis points as a percentage: at most two decimals, none when whole. */
-    int bp = def ? (def->disabled ? 0 : def->percentage_bp) : 0;
     static const char *const methods[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS",
                                           "TRACE", "CONNECT", "PATCH"};
     const char *method = "OTHER";
@@ -2001,8 +2005,10 @@ static const char *find_sticky(proxy_req_t *p, const flag_def_t *def, struct evk
             v = info ? body_string_field(info, s->name) : NULL;
             break;
         case FLAG_STICKY_API_KEY:
-            /* A WebSocket authenticated by message has no header: its client stands in. */
-            v = p->client && p->kind == CLIENT_WS ? p->client->user : http_bearer(in);
+            /* An authenticated client is its `user` (README) on every transport: HTTP
+             * sends the key, a WebSocket may have sent it in a message and a browser
+             * stream a session token, and each must land in the same bucket. */
+            v = p->client ? p->client->user : http_bearer(in);
             break;
         }
         if (v && *v) {
@@ -2270,6 +2276,7 @@ static proxy_req_t *proxy_new(worker_t *w, client_kind_t kind, struct evhttp_req
     p->method = method;
     p->route = route;
     p->fallback_from = -1;
+    p->decided_bp = UINT16_MAX; /* not routed yet */
     TAILQ_INIT(&p->up_headers);
     clock_gettime(CLOCK_MONOTONIC, &p->t_start);
     clock_gettime(CLOCK_REALTIME, &p->t_wall);
@@ -2352,6 +2359,8 @@ static void proxy_begin(proxy_req_t *p, const char *path, const char *query, cha
         p->decision = flags_eval(def, key, key_len, p->model, (uint32_t)worker_random(w));
     else
         p->decision.variant = FLAG_VARIANT_ORIGINAL;
+    /* The access log gives the percentage that decided, not the one when it ends. */
+    p->decided_bp = (uint16_t)(def ? (def->disabled ? 0 : def->percentage_bp) : 0);
     if (have_info)
         body_info_free(&info);
 

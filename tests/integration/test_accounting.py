@@ -8,8 +8,10 @@ import socket
 import subprocess
 import time
 
-from harness import (ROOT, Router, Sim, binary, check, eq, request, router_config, sse_events,
-                     tmp_path)
+from harness import (ROOT, Router, Sim, binary, check, eq, expected_variant, request,
+                     router_config, sse_events, tmp_path)
+
+CHAT_BODY = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "x"}]}
 
 PRICED = """
     pricing:
@@ -513,6 +515,33 @@ def case_access_log_reopens_on_sigusr1():
         eq(len(_read_log(log + ".1", 1)), 1, "rotated file kept its line")
         text = open(log).read() + open(log + ".1").read()
         check("Bearer" not in text and "messages" not in text, "no key, no body in the log")
+    finally:
+        for x in (r, n, o):
+            x.stop()
+
+
+def case_the_log_gives_the_percentage_that_routed_the_request():
+    """A request routed at 10% that ends after the flag went to 50% was logged at 50%:
+    the report then counts it in the wrong stage, and the line contradicts its own
+    variant (this key is `new` at 50%)."""
+    log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
+    o, n, r, cfg = _stack(log, percentage=10, sim_args=("--latency-ms", "1500"))
+    try:
+        key = next(k for k in (f"pct-{i}" for i in range(1000))
+                   if expected_variant("use_new_provider", k, 1000) == "original" and
+                   expected_variant("use_new_provider", k, 5000) == "new")
+        import threading
+        done = []
+        t = threading.Thread(target=lambda: done.append(r.chat(CHAT_BODY, {"x-user-id": key})))
+        t.start()
+        time.sleep(0.5)
+        status, _, _ = r.admin("PUT", "/admin/flags/use_new_provider", {"percentage": 50})
+        eq(status, 200, "flag change")
+        t.join(10)
+        eq(done[0][0], 200, "the request")
+        line = _read_log(log, 1)[0]
+        eq(line["variant"], "original", "routed at 10%")
+        eq(line["flag_percentage"], 10, f"the percentage that routed it: {line}")
     finally:
         for x in (r, n, o):
             x.stop()

@@ -518,3 +518,57 @@ def case_headers_named_by_connection_are_not_passed_on():
             check("x-hop" not in h, f"a Connection-listed header was passed on: {h}")
             check("for-the-next-hop-only" not in repr(h), "nor its value")
             eq(h.get("content-type", "")[:4] in ("appl", "text"), True, "the rest is there")
+
+
+def case_an_authenticated_client_is_one_identity_on_every_transport():
+    # With client keys, the api_key sticky source is the client's `user` (README), over
+    # HTTP (the key in Authorization), a WebSocket (the key in an auth message) and a
+    # browser stream (a session token): one client, one bucket. HTTP hashed the key, a
+    # browser stream had no key at all and was drawn at random.
+    import tempfile
+    from test_faults import _ws_open, _ws_recv_text, _ws_send_text
+    users = [f"identity-{i}" for i in range(8)]
+    env = {f"IT_CLIENT_{i}": f"sk-client-{i}-identity" for i in range(8)}
+    env["IT_SESSION_SECRET"] = "s" * 32
+    clients = "\n".join(f'  - {{ name: app-{i}, key_env: IT_CLIENT_{i}, user: "{u}", '
+                        f'permissions: [chat] }}' for i, u in enumerate(users))
+    log = tempfile.mktemp(prefix="identity-", suffix=".jsonl", dir="/tmp")
+    extra = (f'access_log: {{ path: "{log}" }}\nclients:\n{clients}\n'
+             'realtime: { session_secret_env: IT_SESSION_SECRET }\n')
+    with stack(percentage=50, env=env, extra=extra, workers=1) as (o, n, r):
+        for i, u in enumerate(users):
+            key = env[f"IT_CLIENT_{i}"]
+            status, _, _ = r.chat(CHAT, {"Authorization": f"Bearer {key}"})
+            eq(status, 200, "HTTP chat")
+            status, _, tok = r.request("POST", "/v1/session-token", {},
+                                       {"Authorization": f"Bearer {key}"})
+            eq(status, 200, "session token")
+            token = json.loads(tok)["token"]
+            status, _, _ = r.request("GET", f"/v1/stream?model=gpt-4.1&message=hi&token={token}",
+                                     None, {})
+            eq(status, 200, "browser stream")
+            ws = _ws_open(r.port)
+            try:
+                _ws_send_text(ws, json.dumps({"type": "auth", "token": key}).encode())
+                check(b"auth_success" in (_ws_recv_text(ws, 5) or b""), "WebSocket auth")
+                _ws_send_text(ws, json.dumps(dict(CHAT, type="chat", id="c1")).encode())
+                raw, ws_deadline = b"", time.monotonic() + 5
+                while b'"complete"' not in raw and time.monotonic() < ws_deadline:
+                    raw += ws.recv(65536)  # server frames are unmasked: the JSON shows
+                check(b'"complete"' in raw, f"WebSocket chat answered: {raw[-200:]!r}")
+            finally:
+                ws.close()
+        deadline = time.monotonic() + 5
+        lines = []
+        while time.monotonic() < deadline and len(lines) < 3 * len(users):
+            time.sleep(0.05)
+            with open(log) as f:
+                lines = [json.loads(x) for x in f if x.strip()]
+    eq(len(lines), 3 * len(users), "three requests per client logged")
+    for i, u in enumerate(users):
+        want = expected_variant("use_new_provider", u, 5000)
+        got = [(l["path"], l["variant"], l["sticky_source"]) for l in lines[3 * i:3 * i + 3]]
+        for path, variant, source in got:
+            # the browser stream's synthesized body carries the user: body:user, the same key
+            check(source in ("api_key", "body:user"), f"{u} on {path}: keyed by the client")
+            eq(variant, want, f"{u} on {path}: the bucket of its user ({got})")
