@@ -439,7 +439,10 @@ char *metrics_render(metrics_shard_t *const *shards, size_t n, const config_t *c
     for (size_t i = 0; i < cfg->n_flags; i++)
         put(&o, "switchyard_flag_percentage{flag=\"%s\"} %g\n",
             esc(cfg->flags[i]->key, e2, sizeof(e2)),
-            cfg->flags[i]->disabled ? 0.0 : cfg->flags[i]->percentage_bp / 100.0);
+            /* the routing flag as it routes (the caller's effective value) */
+            strcmp(cfg->flags[i]->key, "use_new_provider") == 0 ? rollout_stage_percentage
+            : cfg->flags[i]->disabled                           ? 0.0
+                                      : cfg->flags[i]->percentage_bp / 100.0);
     put(&o, "# HELP switchyard_rollout_stage_percentage Percentage of the current rollout "
             "stage.\n# TYPE switchyard_rollout_stage_percentage gauge\n"
             "switchyard_rollout_stage_percentage %g\n",

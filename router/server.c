@@ -220,7 +220,9 @@ char *server_metrics_text(server_t *srv)
     for (int i = 0; i < srv->n_workers && n < 256; i++)
         shards[n++] = srv->workers[i].metrics;
     config_t *cfg = server_config_get(srv);
-    const flag_def_t *f = config_flag(cfg, "use_new_provider");
+    /* What routes now: the rollout's stage or an admin override, not the file's value. */
+    flag_def_t scratch;
+    const flag_def_t *f = server_routing_flag(srv, config_flag(cfg, "use_new_provider"), &scratch);
     double stage = f ? (f->disabled ? 0 : f->percentage_bp / 100.0) : 0;
     char *text = metrics_render(shards, n, cfg, stage);
     config_unref(cfg);

@@ -545,3 +545,22 @@ def case_the_log_gives_the_percentage_that_routed_the_request():
     finally:
         for x in (r, n, o):
             x.stop()
+
+
+def case_percentage_gauges_follow_what_routes():
+    """An admin override (or a rollout stage) routes at another percentage than the
+    file's: /metrics must show what routes, as OFREP and the access log do."""
+    log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
+    o, n, r, cfg = _stack(log, percentage=50)
+    try:
+        status, _, _ = r.admin("PUT", "/admin/flags/use_new_provider", {"percentage": 25})
+        eq(status, 200, "flag change")
+        text = _metrics(r)
+        flag = [v for l, v in _series(text, "switchyard_flag_percentage")
+                if l.get("flag") == "use_new_provider"]
+        eq(flag, [25.0], "switchyard_flag_percentage")
+        eq([v for _, v in _series(text, "switchyard_rollout_stage_percentage")], [25.0],
+           "switchyard_rollout_stage_percentage")
+    finally:
+        for x in (r, n, o):
+            x.stop()
