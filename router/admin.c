@@ -55,10 +55,16 @@ static void handle_ofrep(admin_t *a, struct evhttp_request *req, const config_t 
         http_reply_error(req, 500, "server_error", NULL, "out of memory");
         return;
     }
-    /* The flags as requests see them now: the routing flag at its effective percentage. */
-    const flag_def_t *defs[64];
+    /* The flags as requests see them now: the routing flag at its effective percentage.
+     * Every flag: a fixed table cut the list at 64, routing flag included. */
+    size_t n_defs = cfg->n_flags;
+    const flag_def_t **defs = calloc(n_defs ? n_defs : 1, sizeof(*defs));
     flag_def_t scratch;
-    size_t n_defs = cfg->n_flags < 64 ? cfg->n_flags : 64;
+    if (!defs) {
+        free(body);
+        http_reply_error(req, 500, "server_error", NULL, "out of memory");
+        return;
+    }
     for (size_t i = 0; i < n_defs; i++)
         defs[i] = strcmp(cfg->flags[i]->key, "use_new_provider") == 0
                       ? server_routing_flag(a->srv, cfg->flags[i], &scratch)
@@ -72,6 +78,7 @@ static void handle_ofrep(admin_t *a, struct evhttp_request *req, const config_t 
         free(key);
     }
     free(body);
+    free(defs);
     http_reply_json(req, status, out ? out : "{\"errorCode\":\"GENERAL\"}");
     free(out);
 }

@@ -139,3 +139,21 @@ def case_reload_names_settings_that_need_a_restart():
         for p in (r, n, o):
             if p:
                 p.stop()
+
+
+def case_ofrep_sees_every_flag():
+    # OFREP copied the flags into a table of 64: with more, the routing flag was "not
+    # found" (it comes after the others in this file) and bulk answers were cut short.
+    more = "".join(f"  extra-{i}: {{ percentage: 50 }}\n" for i in range(70))
+    o, n, r = _router(percentage=100, flag_extra=more)
+    try:
+        status, _, body = r.admin("POST", "/ofrep/v1/evaluate/flags/use_new_provider",
+                                  {"context": {"targetingKey": "every-flag"}})
+        eq(status, 200, f"the routing flag among 71: {body[:200]!r}")
+        eq(json.loads(body)["variant"], "new", "at 100%")
+        status, _, body = r.admin("POST", "/ofrep/v1/evaluate/flags",
+                                  {"context": {"targetingKey": "every-flag"}})
+        eq(status, 200, "bulk")
+        eq(len(json.loads(body)["flags"]), 71, "every flag in the bulk answer")
+    finally:
+        _stop(r, o, n)
