@@ -163,6 +163,11 @@ flag_result_t flags_eval(const flag_def_t *def, const char *key, size_t key_len,
     /* An empty sticky key would put every such request in one bucket; flagd likewise refuses
      * to bucket an empty targetingKey. */
     if (key == NULL || key_len == 0) {
+        /* deny: ["*"] is the kill switch: it holds for requests without a key too. */
+        if (flags_match_any(def->deny, def->n_deny, "", 0)) {
+            r.reason = FLAG_REASON_TARGETING_MATCH;
+            return r;
+        }
         switch (def->unkeyed) {
         case FLAG_UNKEYED_ORIGINAL:
             return r;

@@ -451,6 +451,18 @@ static void test_unkeyed_fixed(void **state)
     }
     /* keyed requests are unaffected by the unkeyed policy */
     assert_int_equal(flags_eval(def, "k", 1, NULL, 0).variant, FLAG_VARIANT_ORIGINAL);
+    /* deny: ["*"] is the kill switch, for requests without a key too; a narrower
+     * deny pattern cannot match a missing key */
+    assert_int_equal(flags_def_add_match(&def->deny, &def->n_deny, "bot-*"), 0);
+    assert_int_equal(flags_eval(def, NULL, 0, NULL, 0).variant, FLAG_VARIANT_NEW);
+    assert_int_equal(flags_def_add_match(&def->deny, &def->n_deny, "*"), 0);
+    for (int u = FLAG_UNKEYED_RANDOM; u <= FLAG_UNKEYED_NEW; u++) {
+        def->unkeyed = (flag_unkeyed_t)u;
+        def->percentage_bp = 10000;
+        r = flags_eval(def, NULL, 0, NULL, 0);
+        assert_int_equal(r.variant, FLAG_VARIANT_ORIGINAL);
+        assert_int_equal(r.reason, FLAG_REASON_TARGETING_MATCH);
+    }
     flags_def_free(def);
 }
 
