@@ -449,6 +449,8 @@ static struct evhttp_request *take_req(proxy_req_t *p)
     stop_close_watch(p);
     p->client_done = 1;
     p->req = NULL;
+    if (req && p->w->draining)
+        worker_track_write(p->w, req, p->evcon);
     return req;
 }
 

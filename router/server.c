@@ -163,10 +163,68 @@ static void set_port(struct sockaddr_storage *ss, int port)
 
 /* ---- workers --------------------------------------------------------------------- */
 
+/* A reply evhttp still writes while the worker drains: the loop must run until it is
+ * out, or the last stream of a worker loses its end at SIGTERM. Freed when the reply is
+ * written (on_complete) or its connection goes (closecb, which evhttp calls before it
+ * frees the request): whichever comes first unhooks the other. */
+struct pending_write {
+    struct pending_write *prev, *next;
+    worker_t *w;
+    struct evhttp_request *req;
+    struct evhttp_connection *evcon;
+};
+
 static void worker_check_exit(worker_t *w)
 {
-    if (w->draining && w->n_live == 0)
+    if (w->draining && w->n_live == 0 && !w->writing && !w->ws_conns)
         event_base_loopexit(w->base, NULL);
+}
+
+static void write_done(struct pending_write *pw)
+{
+    worker_t *w = pw->w;
+    if (pw->prev)
+        pw->prev->next = pw->next;
+    else
+        w->writing = pw->next;
+    if (pw->next)
+        pw->next->prev = pw->prev;
+    free(pw);
+    worker_check_exit(w);
+}
+
+static void on_reply_written(struct evhttp_request *req, void *arg)
+{
+    (void)req;
+    struct pending_write *pw = arg;
+    evhttp_connection_set_closecb(pw->evcon, NULL, NULL);
+    write_done(pw);
+}
+
+static void on_writing_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    struct pending_write *pw = arg;
+    evhttp_request_set_on_complete_cb(pw->req, NULL, NULL);
+    write_done(pw);
+}
+
+void worker_track_write(worker_t *w, struct evhttp_request *req, struct evhttp_connection *evcon)
+{
+    struct pending_write *pw = calloc(1, sizeof(*pw));
+    if (!pw || !evcon) {
+        free(pw); /* untracked: the drain deadline still bounds the wait */
+        return;
+    }
+    pw->w = w;
+    pw->req = req;
+    pw->evcon = evcon;
+    pw->next = w->writing;
+    if (w->writing)
+        w->writing->prev = pw;
+    w->writing = pw;
+    evhttp_request_set_on_complete_cb(req, on_reply_written, pw);
+    evhttp_connection_set_closecb(evcon, on_writing_conn_closed, pw);
 }
 
 void worker_request_ended(worker_t *w)
@@ -194,6 +252,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     if (w->draining)
         return;
     w->draining = 1;
+    ws_worker_going_away(w); /* WebSockets get 1001, after their chats */
     if (w->bound) {
         evtimer_del(w->accept_resume);
         evhttp_del_accept_socket(w->http, w->bound);

@@ -53,6 +53,7 @@ typedef struct worker {
     proxy_req_t *live; /* doubly linked list of requests in flight */
     size_t n_live;
     int draining;
+    struct pending_write *writing; /* draining: replies handed to evhttp, not yet written */
     budget_t budget; /* retries + fallbacks of this worker */
     metrics_shard_t *metrics;
     accesslog_buf_t alog;
@@ -131,5 +132,9 @@ uint64_t worker_random(worker_t *w);
 
 /* Called by proxy when a request ends, so a draining worker can exit. */
 void worker_request_ended(worker_t *w);
+/* While draining: the worker does not stop before this reply is written (or its
+ * connection is gone, or the drain deadline passes). Call as the reply is handed to
+ * evhttp, before it is sent. */
+void worker_track_write(worker_t *w, struct evhttp_request *req, struct evhttp_connection *evcon);
 
 #endif

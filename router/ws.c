@@ -27,6 +27,7 @@
 #define MAX_CHATS 32
 #define MAX_CHANNELS 16
 #define LOW_WATER (64 * 1024)
+#define CLOSE_GRACE_MS 5000 /* a close frame not read by then: the connection is dropped */
 
 struct ws_conn {
     ws_conn_t *prev, *next; /* worker's list */
@@ -47,6 +48,7 @@ struct ws_conn {
     struct event *timer;
     long long last_seen_ms, opened_ms;
     int closing;
+    int going_away; /* the worker drains: close with 1001 once the chats are done */
     int registered;
 };
 
@@ -149,6 +151,7 @@ static void reg_remove(ws_conn_t *c)
 {
     if (!c->registered)
         return;
+    c->registered = 0;
     ws_registry_t *r = c->w->srv->ws_registry;
     pthread_mutex_lock(&r->lock);
     for (reg_entry_t **pp = &r->head; *pp; pp = &(*pp)->next) {
@@ -181,6 +184,7 @@ static void reg_remove(ws_conn_t *c)
 static void conn_free(ws_conn_t *c)
 {
     worker_t *w = c->w;
+    int draining = w->draining;
     /* Chats first: they point at this connection. */
     while (c->n_chats > 0) {
         void *chat = c->chats[--c->n_chats];
@@ -202,6 +206,8 @@ static void conn_free(ws_conn_t *c)
         evhttp_connection_free(c->evcon); /* frees the request, the bufferevent, the socket */
     config_unref(c->cfg);
     free(c);
+    if (draining)
+        worker_request_ended(w); /* the last connection may let the worker stop */
 }
 
 static void flush_out(ws_conn_t *c)
@@ -232,9 +238,15 @@ static void close_with(ws_conn_t *c, uint16_t code, const char *reason)
     wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason, reason ? strlen(reason) : 0);
     flush_out(c);
     c->closing = 1;
+    /* A closing connection takes no push and counts against no key's limit. */
+    reg_remove(c);
     wslay_event_shutdown_read(c->ctx);
-    /* Stop reading; free once the close frame is written (write callback). */
+    /* Stop reading; free once the close frame is written (write callback), or after
+     * CLOSE_GRACE_MS when the peer does not read it (it would hold its socket for good). */
     bufferevent_disable(c->bev, EV_READ);
+    struct timeval grace = {CLOSE_GRACE_MS / 1000, (CLOSE_GRACE_MS % 1000) * 1000};
+    if (c->timer)
+        evtimer_add(c->timer, &grace);
     maybe_finish(c);
 }
 
@@ -303,8 +315,20 @@ void ws_chat_finished(ws_conn_t *c, void *chat)
     for (int i = 0; i < c->n_chats; i++)
         if (c->chats[i] == chat) {
             c->chats[i] = c->chats[--c->n_chats];
-            return;
+            break;
         }
+    if (c->going_away && c->n_chats == 0)
+        close_with(c, 1001, "going away");
+}
+
+void ws_worker_going_away(worker_t *w)
+{
+    for (ws_conn_t *c = w->ws_conns, *next; c; c = next) {
+        next = c->next; /* close_with may free c */
+        c->going_away = 1;
+        if (c->n_chats == 0)
+            close_with(c, 1001, "going away");
+    }
 }
 
 struct evkeyvalq *ws_headers(ws_conn_t *c)
@@ -519,6 +543,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     ws_conn_t *c = arg;
+    if (c->closing) { /* CLOSE_GRACE_MS after the close frame was queued */
+        conn_free(c);
+        return;
+    }
     long long now = wall_ms();
     if (!c->authed && now - c->opened_ms >= c->cfg->realtime.handshake_timeout_ms) {
         close_with(c, 4401, "authenticate first");

@@ -49,6 +49,9 @@ struct evkeyvalq *ws_headers(ws_conn_t *c);
 
 /* Closes every connection of the worker (shutdown), before its evhttp is freed. */
 void ws_close_all(worker_t *w);
+/* The worker drains: every connection is closed with 1001, those with chats in flight
+ * once their chats are done. */
+void ws_worker_going_away(worker_t *w);
 
 /* Process-wide registry (server_t owns one). */
 ws_registry_t *ws_registry_new(void);

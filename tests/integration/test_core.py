@@ -2,6 +2,7 @@
 model mapping, header hygiene and every bad-input status."""
 import contextlib
 import json
+import signal
 import socket
 import time
 
@@ -572,3 +573,41 @@ def case_an_authenticated_client_is_one_identity_on_every_transport():
             # the browser stream's synthesized body carries the user: body:user, the same key
             check(source in ("api_key", "body:user"), f"{u} on {path}: keyed by the client")
             eq(variant, want, f"{u} on {path}: the bucket of its user ({got})")
+
+
+def case_sigterm_lets_the_last_streams_end_whole():
+    # SIGTERM lets requests in flight finish (README). The worker stopped as soon as its
+    # last request had handed its end to evhttp, before the bytes were written: that
+    # stream lost its end ([DONE] and the chunked terminator). WebSockets were freed
+    # without a close frame; now they get 1001.
+    from test_faults import _ws_open
+    with stack(percentage=0, sim_opts={"latency_ms": 300, "chunk_ms": 30, "chunks": 10},
+               workers=1) as (o, n, r):
+        streams = [_raw_stream_request(r.port) for _ in range(3)]
+        ws = _ws_open(r.port)
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        r.proc.send_signal(signal.SIGTERM)
+        for i, s in enumerate(streams):
+            data = b""
+            try:
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            except socket.timeout:
+                pass
+            finally:
+                s.close()
+            check(data.startswith(b"HTTP/1.1 200"), f"stream {i}: {data[:60]!r}")
+            check(data.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"),
+                  f"stream {i} ended whole at SIGTERM: {data[-80:]!r}")
+        ws.settimeout(5)
+        frame = ws.recv(64)
+        ws.close()
+        check(frame[:1] == b"\x88" and frame[2:4] == (1001).to_bytes(2, "big"),
+              f"the WebSocket got close 1001: {frame!r}")
+        r.proc.wait(timeout=10)
+        eq(r.proc.returncode, 0, "clean exit")
+        check(time.monotonic() - t0 < 5, "stopped once the streams were out, not at the deadline")

@@ -848,3 +848,41 @@ def case_stalled_websocket_chat_is_dropped_not_fatal():
         eq(st, 200, "still serving after the stalled chat")
         ws.close()
         print("  stalled WebSocket chat dropped (1013), router serving")
+
+
+def _server_side_owned(server_port, client_port):
+    """Is the server end of this loopback connection still a socket a process holds?
+    (/proc/net/tcp: an orphaned socket, closed by its process, has inode 0.)"""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            v = line.split()
+            lport = int(v[1].split(":")[1], 16)
+            rport = int(v[2].split(":")[1], 16)
+            if lport == server_port and rport == client_port and v[9] != "0":
+                return True
+    return False
+
+
+def case_a_websocket_that_never_reads_its_close_is_dropped():
+    # close_with queued the close frame and waited for it to be written; a client that
+    # reads nothing never let it out, so the connection, its socket and its buffers were
+    # held for good (and pushes still counted it as delivered). It is dropped
+    # CLOSE_GRACE_MS (5 s) after the close frame.
+    with Stack(percentage=0, extra=policy(stall=1000), sim_opts={"chunks": 50000}) as s:
+        ws = _ws_open(s.r.port)
+        ws.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client_port = ws.getsockname()[1]
+        _ws_send_text(ws, json.dumps(dict(CHAT, type="chat", id="c-never")).encode())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "event=client_stalled" not in s.r.stderr_text():
+            time.sleep(0.1)
+        check("event=client_stalled" in s.r.stderr_text(), "the chat was not dropped")
+        t0 = time.monotonic()
+        check(_server_side_owned(s.r.port, client_port), "the connection is open at the close")
+        while time.monotonic() - t0 < 9 and _server_side_owned(s.r.port, client_port):
+            time.sleep(0.2)
+        held = _server_side_owned(s.r.port, client_port)
+        took = time.monotonic() - t0
+        ws.close()
+        check(not held, "the router still holds a WebSocket whose close frame nobody reads")
+        print(f"  unread close frame: connection dropped after {took:.1f} s")
