@@ -422,8 +422,44 @@ static void handle_chat(ws_conn_t *c, wsmsg_t *m)
     proxy_start_ws_chat(c->w, c, c->client, m->id, body, len);
 }
 
+/* A reload reaches a long-lived connection at its next message or ping: its limits and
+ * its client, which must still be in the config with the same key (a key removed or
+ * rotated by a reload is revoked: 4401). 0, or -1 when the connection was closed. */
+static int follow_reload(ws_conn_t *c)
+{
+    config_t *now = worker_config(c->w);
+    if (now == c->cfg || c->closing)
+        return 0;
+    const config_client_t *client = NULL;
+    if (c->client) {
+        for (size_t i = 0; i < now->n_clients && !client; i++)
+            if (strcmp(now->clients[i].name, c->client->name) == 0 &&
+                memcmp(now->clients[i].key_sha256, c->client->key_sha256, 32) == 0)
+                client = &now->clients[i];
+        if (!client) {
+            close_with(c, 4401, "key revoked");
+            return -1;
+        }
+    } else if (c->authed && now->n_clients > 0) {
+        close_with(c, 4401, "authenticate first"); /* keys are required now */
+        return -1;
+    }
+    if (c->n_chats > 0)
+        return 0; /* its chats point into the old snapshot: swap at a later message */
+    config_t *old = c->cfg;
+    c->cfg = config_ref(now);
+    if (c->client) {
+        authenticate(c, client);
+        reg_update(c);
+    }
+    config_unref(old);
+    return 0;
+}
+
 static void on_text(ws_conn_t *c, const uint8_t *data, size_t len)
 {
+    if (follow_reload(c) < 0)
+        return;
     wsmsg_t m;
     switch (wsmsg_parse(data, len, &m)) {
     case WSMSG_BAD_JSON:
@@ -547,6 +583,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         conn_free(c);
         return;
     }
+    if (follow_reload(c) < 0)
+        return;
     long long now = wall_ms();
     if (!c->authed && now - c->opened_ms >= c->cfg->realtime.handshake_timeout_ms) {
         close_with(c, 4401, "authenticate first");

@@ -376,3 +376,75 @@ def case_a_provider_echoing_its_key_does_not_hand_it_to_the_client():
         check(b"ECHOSECRET" not in what, f"a provider key reached the client: {what!r}")
     check("event=upstream_echoed_key" in r.stderr_text(), "the echo is logged")
     check("ECHOSECRET" not in r.stderr_text(), "the log names no key")
+
+
+def _close_code(ws, timeout=5):
+    """Reads until a close frame; its code, or None."""
+    ws.settimeout(timeout)
+    buf = b""
+    try:
+        while True:
+            c = ws.recv(65536)
+            if not c:
+                return None
+            buf += c
+            i = 0
+            while i + 2 <= len(buf):  # server frames: unmasked, short here
+                op, n = buf[i] & 0x0F, buf[i + 1] & 0x7F
+                at = i + 2
+                if n == 126:
+                    n, at = int.from_bytes(buf[i + 2:i + 4], "big"), i + 4
+                if len(buf) < at + n:
+                    break
+                if op == 8:
+                    return int.from_bytes(buf[at:at + 2], "big")
+                i = at + n
+    except socket.timeout:
+        return None
+
+
+def case_a_key_removed_by_reload_is_revoked_on_open_websockets():
+    # WebSockets checked keys against the config of their handshake: after a reload that
+    # removed a client, a connection opened before it still authenticated with that key
+    # (or a session token of it), and an authenticated one kept chatting.
+    import json as _json
+    from test_faults import _ws_open, _ws_send_text
+    env = {"REV_KEY_A": "sk-client-REVOKE-A", "REV_KEY_B": "sk-client-KEEP-B",
+           "REV_SESSION": "x" * 32}
+    def cfg(with_a):
+        a = ('  - { name: app-a, key_env: REV_KEY_A, user: "user-a", permissions: [chat] }\n'
+             if with_a else "")
+        return router_config(o, n, percentage=0, extra=(
+            "clients:\n" + a +
+            '  - { name: app-b, key_env: REV_KEY_B, user: "user-b", permissions: [chat] }\n'
+            "realtime: { session_secret_env: REV_SESSION }\n"))
+    o, n = Sim("original"), Sim("new")
+    r = Router(cfg(True), env=env)
+    try:
+        authed = _ws_open(r.port)
+        _ws_send_text(authed, _json.dumps({"type": "auth", "token": env["REV_KEY_A"]}).encode())
+        time.sleep(0.2)
+        waiting = _ws_open(r.port)
+        kept = _ws_open(r.port)
+        _ws_send_text(kept, _json.dumps({"type": "auth", "token": env["REV_KEY_B"]}).encode())
+        time.sleep(0.2)
+        with open(r.config_path, "w") as f:
+            f.write(cfg(False))
+        status, _, body = r.admin("POST", "/admin/reload")
+        eq(status, 200, f"reload: {body!r}")
+        chat = _json.dumps(dict(CHAT, type="chat", id="after")).encode()
+        _ws_send_text(authed, chat)
+        eq(_close_code(authed), 4401, "the removed key's open connection")
+        _ws_send_text(waiting, _json.dumps({"type": "auth", "token": env["REV_KEY_A"]}).encode())
+        eq(_close_code(waiting), 4401, "authenticating with the removed key")
+        _ws_send_text(kept, chat)
+        kept.settimeout(5)
+        got = b""
+        while b'"complete"' not in got:
+            c = kept.recv(65536)
+            check(c, "the other client's connection is served")
+            got += c
+        for s in (authed, waiting, kept):
+            s.close()
+    finally:
+        _stop(r, n, o)
