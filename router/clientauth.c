@@ -40,13 +40,20 @@ static void b64url(const unsigned char *in, size_t n, char *out)
     out[j] = '\0';
 }
 
-static void mac(const char *msg, size_t len, const unsigned char *secret, size_t secret_len,
-                char *out)
+/* The token's MAC covers its text and the SHA-256 of the client's key (not in the text):
+ * rotating a client's key by a reload voids the tokens issued with the old one. */
+static int mac(const char *msg, size_t len, const unsigned char key_sha256[32],
+               const unsigned char *secret, size_t secret_len, char *out)
 {
-    unsigned char d[32];
+    unsigned char buf[700], d[32];
     unsigned int dl = sizeof(d);
-    HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)msg, len, d, &dl);
+    if (len > sizeof(buf) - 32)
+        return -1;
+    memcpy(buf, msg, len);
+    memcpy(buf + len, key_sha256, 32);
+    HMAC(EVP_sha256(), secret, (int)secret_len, buf, len + 32, d, &dl);
     b64url(d, 32, out);
+    return 0;
 }
 
 /* User ids and client names go in the token as base64url, so any byte is safe. */
@@ -61,7 +68,8 @@ int clientauth_token_issue(const config_client_t *client, long long expires_unix
     int n = snprintf(out, cap, "%s.%s.%lld", user, name, expires_unix);
     if (n < 0 || (size_t)n >= cap)
         return -1;
-    mac(out, (size_t)n, secret, secret_len, sig);
+    if (mac(out, (size_t)n, client->key_sha256, secret, secret_len, sig) != 0)
+        return -1;
     int m = snprintf(out + n, cap - (size_t)n, ".%s", sig);
     return m < 0 || (size_t)m >= cap - (size_t)n ? -1 : 0;
 }
@@ -75,26 +83,31 @@ const config_client_t *clientauth_token_check(const config_t *cfg, const char *t
     const char *last = strrchr(token, '.');
     if (!last || last == token || (size_t)(last - token) > 600)
         return NULL;
-    char sig[48];
-    mac(token, (size_t)(last - token), secret, secret_len, sig);
-    if (strlen(last + 1) != strlen(sig) || CRYPTO_memcmp(last + 1, sig, strlen(sig)) != 0)
-        return NULL;
-    /* Signed by us: the parts are ours. */
+    /* The client it names first (the MAC needs its key); nothing is trusted before the
+     * MAC matches. */
     const char *exp_dot = last - 1;
     while (exp_dot > token && *exp_dot != '.')
         exp_dot--;
-    long long exp = strtoll(exp_dot + 1, NULL, 10);
-    if (exp <= now_unix)
-        return NULL;
-    const char *name_dot = exp_dot - 1;
+    const char *name_dot = exp_dot > token ? exp_dot - 1 : token;
     while (name_dot > token && *name_dot != '.')
         name_dot--;
+    if (exp_dot <= token || *name_dot != '.')
+        return NULL;
+    const config_client_t *client = NULL;
     char want[120];
-    for (size_t i = 0; i < cfg->n_clients; i++) {
+    for (size_t i = 0; i < cfg->n_clients && !client; i++) {
         b64url((const unsigned char *)cfg->clients[i].name, strlen(cfg->clients[i].name), want);
         size_t wl = strlen(want);
         if ((size_t)(exp_dot - name_dot - 1) == wl && memcmp(name_dot + 1, want, wl) == 0)
-            return &cfg->clients[i];
+            client = &cfg->clients[i];
     }
-    return NULL;
+    char sig[48];
+    if (!client ||
+        mac(token, (size_t)(last - token), client->key_sha256, secret, secret_len, sig) != 0)
+        return NULL;
+    if (strlen(last + 1) != strlen(sig) || CRYPTO_memcmp(last + 1, sig, strlen(sig)) != 0)
+        return NULL;
+    if (strtoll(exp_dot + 1, NULL, 10) <= now_unix)
+        return NULL;
+    return client;
 }

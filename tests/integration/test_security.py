@@ -448,3 +448,37 @@ def case_a_key_removed_by_reload_is_revoked_on_open_websockets():
             s.close()
     finally:
         _stop(r, n, o)
+
+
+def case_rotating_a_client_key_voids_its_session_tokens():
+    # Session tokens were matched by client name only: after a reload gave a client a
+    # new key (the old one leaked), tokens minted with the old key still opened streams
+    # for up to their TTL.
+    import json as _json
+    env = {"ROT_OLD": "sk-client-ROT-OLD", "ROT_NEW": "sk-client-ROT-NEW",
+           "ROT_SESSION": "y" * 32}
+    def cfg(var):
+        return router_config(o, n, percentage=0, extra=(
+            f'clients:\n  - {{ name: app, key_env: {var}, user: "u", permissions: [chat] }}\n'
+            "realtime: { session_secret_env: ROT_SESSION, session_token_ttl_s: 300 }\n"))
+    o, n = Sim("original"), Sim("new")
+    r = Router(cfg("ROT_OLD"), env=env)
+    try:
+        def token(key):
+            status, _, body = r.request("POST", "/v1/session-token", {},
+                                        {"Authorization": f"Bearer {key}"})
+            eq(status, 200, "session token")
+            return _json.loads(body)["token"]
+        def stream(tok):
+            return r.request("GET", f"/v1/stream?model=gpt-4.1&message=hi&token={tok}", None,
+                             {})[0]
+        old = token(env["ROT_OLD"])
+        eq(stream(old), 200, "the token works before the rotation")
+        with open(r.config_path, "w") as f:
+            f.write(cfg("ROT_NEW"))
+        status, _, body = r.admin("POST", "/admin/reload")
+        eq(status, 200, f"reload: {body!r}")
+        eq(stream(old), 401, "a token of the rotated key")
+        eq(stream(token(env["ROT_NEW"])), 200, "a token of the new key")
+    finally:
+        _stop(r, n, o)
