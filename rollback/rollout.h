@@ -12,7 +12,9 @@
  * outlives the process). Nothing here reads a clock, does I/O or keeps global state.
  *
  * The driver's loop, every check_interval_ms:
- *   1. merge the workers' windows (all stamped with the same since_ms) into one window_t;
+ *   1. merge the workers' windows (all of the current epoch, stamped with the same since_ms)
+ *      into one window_t; a window left from an earlier stage makes the merge older than the
+ *      stage start (window_merge keeps the earlier since_ms), and the check then holds;
  *   2. d = rollout_check(&st, &pol, &merged, now, &chk);
  *   3. if d.changed: persist rollout_state_serialize(&st) (write, fsync, rename) and append
  *      rollout_audit_line(&d, &chk, "controller", now); if d.stage_changed: restart every

@@ -59,7 +59,7 @@ static void variant_merge(window_variant_t *dst, const window_variant_t *src)
 
 void window_merge(window_t *dst, const window_t *src)
 {
-    long long since = src->since_ms > dst->since_ms ? src->since_ms : dst->since_ms;
+    long long since = src->since_ms < dst->since_ms ? src->since_ms : dst->since_ms;
 
     variant_merge(&dst->v[WINDOW_ORIGINAL], &src->v[WINDOW_ORIGINAL]);
     variant_merge(&dst->v[WINDOW_NEW], &src->v[WINDOW_NEW]);

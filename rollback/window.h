@@ -64,9 +64,11 @@ void window_init(window_t *w, long long since_ms);
 /* Adds one finished request to variant WINDOW_ORIGINAL or WINDOW_NEW. */
 void window_record(window_t *w, int variant, const window_sample_t *s);
 
-/* dst += src, variant by variant. dst->since_ms becomes the LATER of the two: that is
- * the instant from which the merged data is complete for every contributor. The
- * controller only merges windows of the same epoch, where both are equal. */
+/* dst += src, variant by variant. dst->since_ms becomes the EARLIER of the two: the merged
+ * data may hold samples from that instant on, so a contributor left over from before a
+ * stage start makes the whole merge older than the stage and rollout_check holds instead
+ * of judging the previous stage's samples. The controller only merges windows of the same
+ * epoch, where both are equal. */
 void window_merge(window_t *dst, const window_t *src);
 
 typedef struct {

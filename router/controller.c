@@ -271,9 +271,13 @@ static void on_collect(evutil_socket_t fd, short what, void *arg)
         arm(c->tick, c->pol.check_interval_ms);
         return;
     }
-    window_init(&c->merged, atomic_load(&c->srv->window_since_ms));
-    for (int i = 0; i < c->srv->n_workers; i++)
-        window_merge(&c->merged, &c->srv->workers[i].snapshot);
+    if (server_merge_snapshots(c->srv, &c->merged) < 0) {
+        /* An admin call started a stage after the copies were asked for: they may hold the
+         * previous stage's samples, and this stage has none worth judging yet. */
+        log_info("event=rollout_check_skipped reason=\"the stage changed during the check\"");
+        arm(c->tick, c->pol.check_interval_ms);
+        return;
+    }
     rollout_check_t chk;
     rollout_decision_t d = rollout_check(&c->st, &c->pol, &c->merged, wall_ms(), &chk);
     c->last_check = chk;

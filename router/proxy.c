@@ -1823,11 +1823,6 @@ static void record_window(proxy_req_t *p, int served, int provider, double laten
     if (p->client_gone || p->n_attempts == 0)
         return; /* no verdict on the provider */
     worker_t *w = p->w;
-    unsigned epoch = atomic_load_explicit(&w->srv->window_epoch, memory_order_acquire);
-    if (epoch != w->window_epoch) {
-        window_init(&w->window, atomic_load(&w->srv->window_since_ms));
-        w->window_epoch = epoch;
-    }
     int variant = p->decision.variant == FLAG_VARIANT_NEW ? WINDOW_NEW : WINDOW_ORIGINAL;
     int own = variant == WINDOW_NEW ? CONFIG_ROLE_NEW : CONFIG_ROLE_ORIGINAL;
     fail_class_t first = p->attempts[0].cls;
@@ -1847,7 +1842,7 @@ static void record_window(proxy_req_t *p, int served, int provider, double laten
     };
     if (s.latency_ms < 0 && !error)
         return; /* served by the other provider without a fault of its own: not comparable */
-    window_record(&w->window, variant, &s);
+    window_record(worker_window(w), variant, &s);
 }
 
 static metrics_outcome_t outcome_of(const proxy_req_t *p)

@@ -49,13 +49,28 @@ const flag_def_t *server_routing_flag(server_t *srv, const flag_def_t *def, flag
     return scratch;
 }
 
+window_t *worker_window(worker_t *w)
+{
+    /* since_ms is stored before the epoch is bumped (release): a new epoch seen here comes
+     * with its start. */
+    unsigned epoch = atomic_load_explicit(&w->srv->window_epoch, memory_order_acquire);
+    if (epoch != w->window_epoch) {
+        window_init(&w->window, atomic_load(&w->srv->window_since_ms));
+        w->window_epoch = epoch;
+    }
+    return &w->window;
+}
+
 static void on_snapshot(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     worker_t *w = arg;
     unsigned gen = atomic_load_explicit(&w->srv->snapshot_gen, memory_order_acquire);
-    w->snapshot = w->window;
+    /* A worker that served nothing since the stage started still holds the previous
+     * stage's samples: restart before copying, or they would be judged as this stage's. */
+    w->snapshot = *worker_window(w);
+    w->snapshot_epoch = w->window_epoch;
     atomic_store_explicit(&w->snapshot_done, gen, memory_order_release);
 }
 
@@ -73,6 +88,18 @@ int server_snapshots_ready(server_t *srv, unsigned gen)
         if (atomic_load_explicit(&srv->workers[i].snapshot_done, memory_order_acquire) != gen)
             return 0;
     return 1;
+}
+
+int server_merge_snapshots(server_t *srv, window_t *out)
+{
+    unsigned epoch = atomic_load_explicit(&srv->window_epoch, memory_order_acquire);
+    window_init(out, atomic_load(&srv->window_since_ms));
+    for (int i = 0; i < srv->n_workers; i++) {
+        if (srv->workers[i].snapshot_epoch != epoch)
+            return -1;
+        window_merge(out, &srv->workers[i].snapshot);
+    }
+    return 0;
 }
 
 void server_restart_windows(server_t *srv, long long since_ms)

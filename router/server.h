@@ -62,6 +62,7 @@ typedef struct worker {
     window_t window;
     unsigned window_epoch;
     window_t snapshot;           /* copied on request, read by the controller */
+    unsigned snapshot_epoch;     /* the window epoch the copy belongs to */
     atomic_uint snapshot_done;   /* generation of the last copy (release) */
     struct event *snapshot_ev;
     /* WebSocket connections of this worker, and pushes queued for them */
@@ -103,8 +104,19 @@ const flag_def_t *server_routing_flag(server_t *srv, const flag_def_t *def, flag
 unsigned server_request_snapshots(server_t *srv);
 int server_snapshots_ready(server_t *srv, unsigned gen);
 
-/* Restarts every worker's window from now (their next request sees it). */
+/* Once ready: merges the copies into *out, stamped with the current window start. -1 (and
+ * *out holds nothing to judge) when a copy belongs to an earlier window epoch: a stage
+ * started between the request and the answers, so the copy may hold the previous stage's
+ * samples. Controller thread only (the thread that restarts windows). */
+int server_merge_snapshots(server_t *srv, window_t *out);
+
+/* Restarts every worker's window from since_ms: a worker restarts its own at its next
+ * request or snapshot, whichever comes first. */
 void server_restart_windows(server_t *srv, long long since_ms);
+
+/* The worker's window for the current epoch, restarted first when a stage started since
+ * the worker last used it (worker thread only). */
+window_t *worker_window(worker_t *w);
 
 /* /metrics text of all workers' shards (admin thread); malloc'd. */
 char *server_metrics_text(server_t *srv);

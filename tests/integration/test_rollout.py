@@ -12,7 +12,7 @@ from harness import Router, Sim, TestFailure, check, eq, router_config, tmp_path
 
 def rollout_block(state, audit, stages="[10, 50, 100]", min_duration="1s", interval="200ms",
                   min_requests=30, max_duration="1h", threshold=2, mode="auto",
-                  on_failure="rollback", latency_ratio="1.25"):
+                  on_failure="rollback", latency_ratio="1.25", error_rate_increase="0.01"):
     return f"""
 rollout:
   mode: {mode}
@@ -22,7 +22,7 @@ rollout:
   check_interval: {interval}
   max_stage_duration: {max_duration}
   failure_threshold: {threshold}
-  gates: {{ error_rate_increase: 0.01, confidence: 0.95, latency_p95_ratio: {latency_ratio},
+  gates: {{ error_rate_increase: {error_rate_increase}, confidence: 0.95, latency_p95_ratio: {latency_ratio},
            ttft_p95_ratio: 1.25, cost_per_1k_tokens_ratio: 1.0 }}
   on_failure: {on_failure}
   state_file: "{state}"
@@ -130,6 +130,57 @@ def case_promotes_through_every_stage_when_healthy():
         check(50 in pcts and 100 in pcts, f"audited stages {pcts}")
         saved = json.load(open(state))
         eq(saved.get("phase"), "completed", "persisted phase")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
+def _send(r, n, prefix, headers=None):
+    """n sequential requests on one keep-alive connection (so one worker serves them all)."""
+    conn = http.client.HTTPConnection("127.0.0.1", r.port, timeout=30)
+    out = []
+    try:
+        for i in range(n):
+            h = {"Content-Type": "application/json", "x-user-id": f"{prefix}-{i}"}
+            h.update(headers or {})
+            conn.request("POST", "/v1/chat/completions",
+                         json.dumps({"model": "gpt-4.1", "messages": [{"role": "user",
+                                                                        "content": "hi"}]}), h)
+            resp = conn.getresponse()
+            resp.read()
+            out.append((resp.status, resp.getheader("x-switchyard-variant")))
+    finally:
+        conn.close()
+    return out
+
+
+def case_a_new_stage_is_judged_on_its_own_samples():
+    """After a promotion the next stage starts with no samples, on every worker: idle workers
+    must not hand the previous stage's samples to the next check (which promoted 50% and
+    then 100% on stage-0 data, and diluted a failing new provider)."""
+    state, audit = tmp_path("fresh.state"), tmp_path("fresh-audit.jsonl")
+    o, n = sims()
+    r = None
+    try:
+        extra = rollout_block(state, audit, stages="[40, 50, 100]", min_duration="1500ms",
+                              error_rate_increase="0.1")
+        r = Router(router_config(o, n, percentage=40, extra=extra, workers=2))
+        with Traffic(r, rps=400):
+            time.sleep(1)  # enough for the gates; the stage is promoted after it stopped
+        wait_for(r, lambda s: s["stage"] >= 1, 10, "promotion to the second stage")
+        time.sleep(3.5)  # two more stage_min_durations, many checks, and no traffic
+        st = status_of(r)
+        eq((st["phase"], st["stage"]), ("progressing", 1), "no promotion without new samples")
+        news = st["last_check"]["variants"]["new"]["requests"]
+        check(news < 30, f"the check at stage 1 saw {news} requests on new, sent at stage 0")
+        # Stage 1 on one connection (one worker) while new fails every request: the other
+        # worker's stage-0 samples must not dilute it.
+        res = _send(r, 150, "stage1", {"x-sim-fault": "new:status=500"})
+        eq(sum(1 for s, _ in res if s != 200), 0, "fallback covered new's failures")
+        st = wait_for(r, lambda s: s["phase"] == "rolled_back", 10, "rollback at stage 1")
+        v = st["last_check"]["variants"]
+        eq(v["new"]["errors"], v["new"]["requests"], "new's window holds stage-1 failures only")
     finally:
         for p in (r, n, o):
             if p:

@@ -752,6 +752,39 @@ static void test_stale_window_holds(void **state)
     unchanged(&d, &before, &st);
 }
 
+/* Two workers after a promotion: one served the new stage, the other nothing since the
+ * stage started and still holds stage-0 samples. Their merge must not be judged (neither
+ * promoted on the old samples nor diluted by them), whatever stamp the driver gives it. */
+static void test_merge_with_a_stale_worker_window_holds(void **state)
+{
+    static window_t fresh, stale, merged;
+    rollout_policy_t p = policy();
+    rollout_state_t st, before;
+    rollout_decision_t d;
+    rollout_check_t c;
+    traffic_t t = failing();
+    long long start = T0 + 30 * MIN;
+
+    (void)state;
+    rollout_state_init(&st, &p, T0);
+    d = rollout_promote(&st, &p, start, "alice");
+    assert_true(st.stage_started_ms == start);
+    t.v[WINDOW_NEW].n = t.v[WINDOW_ORIGINAL].n = 50;
+    fill(&fresh, start, t);
+    fill(&stale, T0, healthy());
+    for (int order = 0; order < 2; order++) {
+        window_init(&merged, start); /* what the driver stamps: the current window start */
+        window_merge(&merged, order ? &stale : &fresh);
+        window_merge(&merged, order ? &fresh : &stale);
+        assert_true(merged.since_ms == T0);
+        before = st;
+        d = rollout_check(&st, &p, &merged, start + HOUR, &c);
+        unchanged(&d, &before, &st);
+        assert_int_equal(c.overall, STATS_INCONCLUSIVE);
+        contains(d.reason, "before the stage start");
+    }
+}
+
 static void test_promotion_needs_a_full_window_after_restart(void **state)
 {
     rollout_policy_t p = policy();
@@ -1381,6 +1414,7 @@ int main(void)
         cmocka_unit_test(test_pause_on_failure),
         cmocka_unit_test(test_failing_below_threshold_at_max_duration_pauses),
         cmocka_unit_test(test_stale_window_holds),
+        cmocka_unit_test(test_merge_with_a_stale_worker_window_holds),
         cmocka_unit_test(test_promotion_needs_a_full_window_after_restart),
         cmocka_unit_test(test_manual_actions),
         cmocka_unit_test(test_mode_manual),
