@@ -455,12 +455,16 @@ static void on_failure(rollout_decision_t *d, rollout_state_t *st, const rollout
     }
 }
 
-/* Promotes to the next stage, or completes at the last one (which keeps its percentage). */
+/* Promotes to the next stage, or completes at the last one (which keeps its percentage).
+ * The original's counts of the passing check are kept: a later stage at 100% has no
+ * concurrent baseline and holds new's error rate against them. */
 static void promote_auto(rollout_decision_t *d, rollout_state_t *st, const rollout_policy_t *pol,
-                         long long now_ms, long long observed_ms)
+                         long long now_ms, long long observed_ms, const rollout_check_t *chk)
 {
     char from[16], to[16], dur[32];
 
+    st->baseline_requests = chk->summary[WINDOW_ORIGINAL].requests;
+    st->baseline_errors = chk->summary[WINDOW_ORIGINAL].errors;
     fmt_pct(from, sizeof(from), st->stage_bp);
     fmt_dur(dur, sizeof(dur), observed_ms);
     if (st->stage + 1 < pol->n_stages) {
@@ -471,6 +475,46 @@ static void promote_auto(rollout_decision_t *d, rollout_state_t *st, const rollo
     }
     transition(d, st, pol, now_ms, ROLLOUT_COMPLETED, st->stage, 0,
                "gates passed after %s at %s: rollout completed", dur, from);
+}
+
+/* Is this a stage at 100% whose original saw too little traffic to compare with? */
+static int without_baseline(const rollout_state_t *st, const rollout_policy_t *pol,
+                            const window_t *win)
+{
+    uint64_t need = pol->min_requests ? pol->min_requests : 1;
+
+    return win && st->stage >= 0 && st->stage_bp == 10000 &&
+           win->v[WINDOW_ORIGINAL].requests < need;
+}
+
+/*
+ * At 100% every comparison is INCONCLUSIVE (no original traffic), and a soak judged on
+ * nothing completed while new failed every request. New's own error rate is therefore held
+ * against the original's of the last automatic promotion, or against 0 when none is known
+ * (a rollout that starts at 100%, a manual promote, a version-1 state file), with the same
+ * tolerance and confidence. The baseline's own size is in its interval; min_requests
+ * applies to new's side only (a reload may have raised it since).
+ */
+static void judge_without_baseline(const rollout_state_t *st, const rollout_policy_t *pol,
+                                   const window_t *win, rollout_check_t *out)
+{
+    uint64_t need = pol->min_requests ? pol->min_requests : 1;
+    const window_variant_t *vn;
+
+    if (!without_baseline(st, pol, win))
+        return;
+    vn = &win->v[WINDOW_NEW];
+    if (st->baseline_requests > 0)
+        out->error_rate = stats_error_rate_gate(vn->errors, vn->requests, st->baseline_errors,
+                                                st->baseline_requests, pol->error_rate_increase,
+                                                pol->confidence, 1);
+    else
+        out->error_rate = stats_error_rate_vs_rate(vn->errors, vn->requests, 0.0,
+                                                   pol->error_rate_increase, pol->confidence, 1);
+    if (vn->requests < need)
+        out->error_rate.verdict = STATS_INCONCLUSIVE;
+    out->verdict[GATE_ERROR_RATE] = out->error_rate.verdict;
+    out->overall = out->error_rate.verdict == STATS_FAIL ? STATS_FAIL : STATS_INCONCLUSIVE;
 }
 
 rollout_decision_t rollout_check(rollout_state_t *st, const rollout_policy_t *pol,
@@ -486,6 +530,7 @@ rollout_decision_t rollout_check(rollout_state_t *st, const rollout_policy_t *po
     if (!out)
         out = &local;
     rollout_evaluate(pol, win, now_ms, out);
+    judge_without_baseline(st, pol, win, out);
     d = rollout_state_reconcile(st, pol, now_ms);
     if (d.changed)
         return d;
@@ -555,20 +600,23 @@ rollout_decision_t rollout_check(rollout_state_t *st, const rollout_policy_t *po
 
     if (out->overall == STATS_PASS && age >= pol->stage_min_duration_ms &&
         observed >= pol->stage_min_duration_ms) {
-        promote_auto(&d, st, pol, now_ms, observed);
+        promote_auto(&d, st, pol, now_ms, observed, out);
         return d;
     }
     /* 100% leaves the original without traffic, so nothing can be compared: the stage is a
-     * soak that completes after its minimum duration once `new` carried min_requests. */
-    if (st->stage_bp == 10000 && out->summary[WINDOW_ORIGINAL].requests < need &&
+     * soak that completes after its minimum duration once `new` carried min_requests with
+     * an error rate shown to be within the tolerance of the reference. */
+    if (without_baseline(st, pol, win) && out->verdict[GATE_ERROR_RATE] == STATS_PASS &&
         out->summary[WINDOW_NEW].requests >= need && age >= pol->stage_min_duration_ms &&
         observed >= pol->stage_min_duration_ms) {
         transition(&d, st, pol, now_ms, ROLLOUT_COMPLETED, st->stage, 0,
                    "no baseline at %s (original %llu requests): completed after a %s soak, "
-                   "%llu requests on new",
+                   "%llu requests on new, error rate %.4g against %.4g (%s)",
                    pct, (unsigned long long)out->summary[WINDOW_ORIGINAL].requests,
                    fmt_dur(dur, sizeof(dur), observed),
-                   (unsigned long long)out->summary[WINDOW_NEW].requests);
+                   (unsigned long long)out->summary[WINDOW_NEW].requests, out->error_rate.p_new,
+                   out->error_rate.p_orig,
+                   st->baseline_requests ? "original at the last promotion" : "no known baseline");
         return d;
     }
     if (out->overall == STATS_INCONCLUSIVE && pol->max_stage_duration_ms > 0 &&
@@ -724,6 +772,7 @@ rollout_decision_t rollout_reset(rollout_state_t *st, const rollout_policy_t *po
     char pct[16];
 
     st->corrupt = 0;
+    st->baseline_requests = st->baseline_errors = 0; /* a fresh rollout measures afresh */
     if (pol->n_stages < 1) {
         transition(&d, st, pol, now_ms, ROLLOUT_ROLLED_BACK, -1, 1,
                    "reset by %s: the policy has no stages", who_name(who));
@@ -784,7 +833,9 @@ int rollout_state_serialize(const rollout_state_t *st, char *buf, size_t cap)
          cJSON_AddNumberToObject(o, "consecutive_failures", st->consecutive_failures) &&
          cJSON_AddBoolToObject(o, "corrupt", st->corrupt != 0) &&
          cJSON_AddNumberToObject(o, "updated_ms", (double)st->updated_ms) &&
-         cJSON_AddStringToObject(o, "reason", reason);
+         cJSON_AddStringToObject(o, "reason", reason) &&
+         cJSON_AddNumberToObject(o, "baseline_requests", (double)st->baseline_requests) &&
+         cJSON_AddNumberToObject(o, "baseline_errors", (double)st->baseline_errors);
     if (!ok) {
         cJSON_Delete(o);
         return -1;
@@ -804,12 +855,20 @@ enum {
     K_CORRUPT,
     K_UPDATED,
     K_REASON,
+    K_BASE_REQUESTS,
+    K_BASE_ERRORS,
     K_COUNT
 };
 
+/* clang-format off */
 static const char *const state_keys[K_COUNT] = {
-    "version", "phase",      "stage", "stage_bp", "stage_started_ms", "consecutive_failures",
-    "corrupt", "updated_ms", "reason"};
+    "version", "phase", "stage", "stage_bp", "stage_started_ms", "consecutive_failures",
+    "corrupt", "updated_ms", "reason", "baseline_requests", "baseline_errors"};
+/* clang-format on */
+
+/* Version 1 was written before the baseline existed: every key but those two. */
+#define KEYS_V1 ((1u << K_BASE_REQUESTS) - 1)
+#define KEYS_V2 ((1u << K_COUNT) - 1)
 
 /* An integral JSON number within [lo, hi]. */
 static int want_int(const cJSON *it, double lo, double hi, long long *out)
@@ -838,7 +897,7 @@ static int parse_phase(const char *s, rollout_phase_t *out)
 static int parse_fields(const cJSON *root, rollout_state_t *st)
 {
     unsigned seen = 0;
-    long long v;
+    long long v, version = 0;
     const cJSON *it;
 
     if (!cJSON_IsObject(root))
@@ -854,7 +913,7 @@ static int parse_fields(const cJSON *root, rollout_state_t *st)
         seen |= 1u << k;
         switch (k) {
         case K_VERSION:
-            if (want_int(it, 0, 1e9, &v) || v != ROLLOUT_STATE_VERSION)
+            if (want_int(it, 0, 1e9, &version) || version < 1 || version > ROLLOUT_STATE_VERSION)
                 return -1;
             break;
         case K_PHASE:
@@ -894,9 +953,21 @@ static int parse_fields(const cJSON *root, rollout_state_t *st)
                 return -1;
             memcpy(st->reason, it->valuestring, strlen(it->valuestring) + 1);
             break;
+        case K_BASE_REQUESTS:
+            if (want_int(it, 0, EXACT_INT_MAX, &v))
+                return -1;
+            st->baseline_requests = (uint64_t)v;
+            break;
+        case K_BASE_ERRORS:
+            if (want_int(it, 0, EXACT_INT_MAX, &v))
+                return -1;
+            st->baseline_errors = (uint64_t)v;
+            break;
         }
     }
-    if (seen != (1u << K_COUNT) - 1)
+    if (seen != (version == 1 ? KEYS_V1 : KEYS_V2))
+        return -1;
+    if (st->baseline_errors > st->baseline_requests)
         return -1;
     /* Invariants every transition keeps: anything else was not written by this code. */
     if ((st->phase == ROLLOUT_ROLLED_BACK) != (st->stage == -1))

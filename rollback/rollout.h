@@ -35,10 +35,15 @@
  *     window's since_ms: after a restart, stamp the fresh windows with the restart time
  *     (not stage_started_ms), so a stage is promoted only on a full window of data.
  *     max_stage_duration_ms counts from the stage start (a restart does not extend it).
- *   - A stage at 100% has no baseline (original gets only deny-listed traffic): gates
- *     stay INCONCLUSIVE, so it is a soak. It COMPLETES once stage_min_duration_ms has
- *     passed and `new` has served min_requests, unless a gate FAILs (possible when the
- *     original still sees min_requests requests).
+ *   - A stage at 100% has no concurrent baseline (original gets only deny-listed traffic):
+ *     the comparisons stay INCONCLUSIVE, so it is a soak, but new's own error rate is still
+ *     judged. While the original has fewer than min_requests, the error-rate gate compares
+ *     new with st->baseline_* (the original's counts in the check that last promoted
+ *     automatically; stats_error_rate_gate) or, when none is known, with a rate of 0
+ *     (stats_error_rate_vs_rate), both with error_rate_increase and confidence. Its FAIL
+ *     is a failing check like any other; the stage COMPLETES once stage_min_duration_ms
+ *     has passed, `new` has served min_requests and that gate PASSes. With min_requests
+ *     on the original (deny list) the four gates compare as at any other stage.
  *   - st->stage_bp remembers stages_bp[stage] when the state was made. A policy whose
  *     stage list no longer agrees (hot reload, restart with a new config) would move
  *     traffic without a gate: the effective percentage is then 0 and rollout_check (or
@@ -91,7 +96,7 @@ typedef enum {
 typedef enum { ROLLOUT_MODE_AUTO = 0, ROLLOUT_MODE_MANUAL, ROLLOUT_MODE_ROLLBACK } rollout_mode_t;
 
 #define ROLLOUT_MAX_STAGES 16
-#define ROLLOUT_STATE_VERSION 1
+#define ROLLOUT_STATE_VERSION 2 /* version 1 (no baseline) is still read */
 
 typedef struct {
     rollout_mode_t mode;
@@ -116,6 +121,10 @@ typedef struct {
     long long updated_ms;
     char reason[256];  /* why the last transition happened */
     uint32_t stage_bp; /* stages_bp[stage] when the stage was entered (0 at stage -1) */
+    /* The original's requests and errors in the check that last promoted automatically
+     * (0/0: none known). A stage at 100% has no concurrent baseline: new's error rate is
+     * held against this one instead (see rollout_check). */
+    uint64_t baseline_requests, baseline_errors;
 } rollout_state_t;
 
 typedef enum {
@@ -205,13 +214,16 @@ rollout_decision_t rollout_reset(rollout_state_t *st, const rollout_policy_t *po
                                  const char *who);
 
 /* Persistence: one JSON object, no newline,
- *   {"version":1,"phase":"progressing","stage":0,"stage_bp":1000,"stage_started_ms":...,
- *    "consecutive_failures":0,"corrupt":false,"updated_ms":...,"reason":"..."}
+ *   {"version":2,"phase":"progressing","stage":0,"stage_bp":1000,"stage_started_ms":...,
+ *    "consecutive_failures":0,"corrupt":false,"updated_ms":...,"reason":"...",
+ *    "baseline_requests":0,"baseline_errors":0}
  * Parse is strict: every key exactly once, no other key, the right types, integral
- * numbers, version 1, a known phase, -1 <= stage < ROLLOUT_MAX_STAGES, stage -1 exactly
- * when rolled_back with stage_bp 0, stage_bp 1..10000 otherwise, corrupt only when
- * rolled_back, reason < 256 bytes, no trailing bytes and no NUL inside text[0..len).
- * Anything else: -1, *st untouched (the driver then uses rollout_state_corrupt). */
+ * numbers, version 2, or version 1 without the two baseline keys (a file written before
+ * they existed: baseline 0/0), baseline_errors <= baseline_requests, a known phase,
+ * -1 <= stage < ROLLOUT_MAX_STAGES, stage -1 exactly when rolled_back with stage_bp 0,
+ * stage_bp 1..10000 otherwise, corrupt only when rolled_back, reason < 256 bytes, no
+ * trailing bytes and no NUL inside text[0..len). Anything else: -1, *st untouched (the
+ * driver then uses rollout_state_corrupt). */
 int rollout_state_serialize(const rollout_state_t *st, char *buf, size_t cap);
 int rollout_state_parse(const char *text, size_t len, rollout_state_t *st);
 

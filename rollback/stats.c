@@ -142,6 +142,33 @@ stats_prop_result_t stats_error_rate_gate(uint64_t err_new, uint64_t n_new, uint
     return r;
 }
 
+stats_prop_result_t stats_error_rate_vs_rate(uint64_t err_new, uint64_t n_new, double p_ref,
+                                             double tolerance, double confidence, uint64_t min_n)
+{
+    stats_prop_result_t r = {NAN, NAN, NAN, NAN, NAN, NAN, STATS_INCONCLUSIVE};
+    double lo_n, hi_n;
+
+    if (err_new > n_new || !valid_confidence(confidence) || isnan(tolerance) ||
+        !(p_ref >= 0.0 && p_ref <= 1.0))
+        return r;
+    r.z = stats_normal_quantile(confidence);
+    r.p_orig = p_ref;
+    if (n_new == 0)
+        return r;
+    r.p_new = (double)err_new / (double)n_new;
+    r.diff = r.p_new - p_ref;
+    wilson(err_new, n_new, r.z, &lo_n, &hi_n);
+    r.lower = lo_n - p_ref;
+    r.upper = hi_n - p_ref;
+    if (n_new < min_n)
+        return r;
+    if (r.lower > tolerance)
+        r.verdict = STATS_FAIL;
+    else if (r.upper <= tolerance)
+        r.verdict = STATS_PASS;
+    return r;
+}
+
 stats_mwu_result_t stats_mann_whitney_hist(const loghist_t *new_, const loghist_t *orig)
 {
     stats_mwu_result_t r = {NAN, NAN, NAN};

@@ -66,6 +66,16 @@ stats_prop_result_t stats_error_rate_gate(uint64_t err_new, uint64_t n_new, uint
                                           uint64_t n_orig, double tolerance, double confidence,
                                           uint64_t min_n);
 
+/*
+ * The same question against a known rate p_ref instead of a second sample (e.g. a stage
+ * at 100% that has no concurrent baseline): only new's Wilson interval at `confidence`,
+ *   lower = lo_new - p_ref,  upper = hi_new - p_ref,
+ * p_orig = p_ref, diff = p_new - p_ref, and the same verdicts (min_n on new only).
+ * p_ref outside [0, 1] or NaN: INCONCLUSIVE.
+ */
+stats_prop_result_t stats_error_rate_vs_rate(uint64_t err_new, uint64_t n_new, double p_ref,
+                                             double tolerance, double confidence, uint64_t min_n);
+
 typedef struct {
     double u;       /* U of `new`: #pairs (new, orig) with new > orig, + 1/2 per tie */
     double z;       /* (U - nm/2 - 1/2) / sigma, tie-corrected sigma, continuity 1/2 */

@@ -216,6 +216,41 @@ def case_rolls_back_when_new_fails_5_percent():
                 p.stop()
 
 
+def _write_state(path, stage, stage_bp, phase="progressing", started_ms=None):
+    """A state file as a version-1 switchyard wrote it (no baseline)."""
+    now = int(time.time() * 1000)
+    with open(path, "w") as f:
+        json.dump({"version": 1, "phase": phase, "stage": stage, "stage_bp": stage_bp,
+                   "stage_started_ms": now - 1000 if started_ms is None else started_ms,
+                   "consecutive_failures": 0, "corrupt": False, "updated_ms": now,
+                   "reason": "written by the test"}, f)
+
+
+def case_full_stage_still_judges_new_error_rate():
+    """At 100% the original has no traffic to compare with; a new provider failing every
+    request must still fail the checks (it used to complete the rollout after the soak)."""
+    state, audit = tmp_path("full.state"), tmp_path("full-audit.jsonl")
+    _write_state(state, 2, 10000)
+    o, n = sims(new_args=("--error-rate", "1.0", "--error-status", "503"))
+    r = None
+    try:
+        r = Router(router_config(o, n, percentage=10, extra=rollout_block(state, audit)))
+        eq(status_of(r)["percentage"], 100, "resumed at 100%")
+        with Traffic(r, rps=200) as t:
+            st = wait_for(r, lambda s: s["phase"] in ("rolled_back", "completed"), 15,
+                          "a decision at 100%")
+        eq(st["phase"], "rolled_back", f"new failing every request at 100%: {st['reason']}")
+        gate = st["last_check"]["gates"]["error_rate"]
+        eq((gate["verdict"], gate["p_original"]), ("FAIL", 0), "judged against 0 (no baseline)")
+        eq(len([x for x in t.results if x[1] != 200]), 0, "fallback covered every failure")
+        saved = json.load(open(state))
+        eq((saved["version"], saved["phase"]), (2, "rolled_back"), "persisted")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
 def case_too_few_requests_is_inconclusive():
     state, audit = tmp_path("few.state"), tmp_path("few-audit.jsonl")
     o, n = sims(new_args=("--error-rate", "0.5"))

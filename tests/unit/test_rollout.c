@@ -169,6 +169,8 @@ static void state_equal(const rollout_state_t *a, const rollout_state_t *b)
     assert_int_equal(a->corrupt, b->corrupt);
     assert_true(a->updated_ms == b->updated_ms);
     assert_string_equal(a->reason, b->reason);
+    assert_true(a->baseline_requests == b->baseline_requests);
+    assert_true(a->baseline_errors == b->baseline_errors);
 }
 
 static void decision_equal(const rollout_decision_t *a, const rollout_decision_t *b)
@@ -1112,6 +1114,86 @@ static void test_restart_in_each_phase(void **state)
     restart_and_compare(&st, &p, healthy(), T0);
 }
 
+/* 100% with no concurrent baseline: new's own error rate is still judged, against the
+ * original's of the last automatic promotion or, when none is known, against 0. A new
+ * provider that failed every request used to complete the rollout after the soak. */
+static void test_full_stage_judges_new_without_baseline(void **state)
+{
+    rollout_policy_t p = policy();
+    rollout_state_t st, before;
+    rollout_decision_t d;
+    rollout_check_t c;
+    traffic_t broken = new_only(), worse = new_only(), near = new_only();
+    long long now = T0;
+
+    (void)state;
+    broken.v[WINDOW_NEW].err = 1.0;
+    worse.v[WINDOW_NEW].err = 0.05;
+    near.v[WINDOW_NEW].err = 0.035;
+
+    /* No baseline known (e.g. stages [100], or a version-1 state file): against 0. */
+    rollout_state_init(&st, &p, T0);
+    st.stage = 2;
+    st.stage_bp = 10000;
+    for (int i = 1; i <= 2; i++) {
+        d = tick(&st, &p, broken, T0 + 30 * MIN + i, &c);
+        assert_int_equal(c.verdict[GATE_ERROR_RATE], STATS_FAIL);
+        assert_int_equal(c.overall, STATS_FAIL);
+        assert_true(c.error_rate.p_orig == 0.0);
+        changed_to(&d, &st, &p, T0 + 30 * MIN + i, ROLLOUT_PROGRESSING, 2, ROLLOUT_PROGRESSING, 2);
+        assert_int_equal(st.consecutive_failures, i);
+    }
+    d = tick(&st, &p, broken, T0 + 31 * MIN, &c);
+    changed_to(&d, &st, &p, T0 + 31 * MIN, ROLLOUT_PROGRESSING, 2, ROLLOUT_ROLLED_BACK, -1);
+    contains(d.reason, "error_rate");
+
+    /* Too few requests on new: inconclusive, the soak holds. */
+    rollout_state_init(&st, &p, T0);
+    st.stage = 2;
+    st.stage_bp = 10000;
+    broken.v[WINDOW_NEW].n = 499;
+    before = st;
+    d = tick(&st, &p, broken, T0 + 31 * MIN, &c);
+    assert_int_equal(c.overall, STATS_INCONCLUSIVE);
+    unchanged(&d, &before, &st);
+
+    /* Promoted automatically: the original's counts of the passing check are the baseline. */
+    rollout_state_init(&st, &p, T0);
+    for (int s = 0; s < 2; s++) {
+        now += 30 * MIN;
+        d = tick(&st, &p, healthy(), now, &c);
+        assert_int_equal(st.stage, s + 1);
+        assert_true(st.baseline_requests == 2000 && st.baseline_errors == 0);
+    }
+    restart_and_compare(&st, &p, worse, now + 30 * MIN); /* survives a restart */
+    d = tick(&st, &p, worse, now + 30 * MIN, &c);
+    assert_int_equal(c.verdict[GATE_ERROR_RATE], STATS_FAIL);
+    assert_int_equal(st.consecutive_failures, 1);
+    assert_int_equal(st.phase, ROLLOUT_PROGRESSING);
+
+    /* The reference is the baseline, not 0: 3.5% fails against 0%, not against 3%. */
+    st.consecutive_failures = 0;
+    st.baseline_requests = 5000;
+    st.baseline_errors = 150;
+    d = tick(&st, &p, near, now + 30 * MIN, &c);
+    assert_int_not_equal(c.verdict[GATE_ERROR_RATE], STATS_FAIL);
+    assert_true(fabs(c.error_rate.p_orig - 0.03) < 1e-12);
+    assert_int_equal(st.consecutive_failures, 0);
+    assert_int_not_equal(st.phase, ROLLOUT_COMPLETED); /* not shown within: no completion */
+    st.baseline_requests = st.baseline_errors = 0;
+    d = tick(&st, &p, near, now + 30 * MIN, &c);
+    assert_int_equal(c.verdict[GATE_ERROR_RATE], STATS_FAIL);
+
+    /* A healthy new provider completes the soak, and a reset forgets the baseline. */
+    st.consecutive_failures = 0;
+    st.baseline_requests = 2000;
+    d = tick(&st, &p, new_only(), now + 30 * MIN, &c);
+    changed_to(&d, &st, &p, now + 30 * MIN, ROLLOUT_PROGRESSING, 2, ROLLOUT_COMPLETED, 2);
+    contains(d.reason, "original at the last promotion");
+    rollout_reset(&st, &p, now + HOUR, "alice");
+    assert_true(st.baseline_requests == 0 && st.baseline_errors == 0);
+}
+
 static void test_parse_rejects(void **state)
 {
     static const char *const bad[] = {
@@ -1120,7 +1202,21 @@ static void test_parse_rejects(void **state)
         "[]",
         "null",
         "{\"version\":1}",
-        /* wrong version */
+        /* version 1 with the baseline keys, an unknown version */
+        "{\"version\":1,\"phase\":\"progressing\",\"stage\":0,\"stage_bp\":1000,"
+        "\"stage_started_ms\":1,\"consecutive_failures\":0,\"corrupt\":false,\"updated_ms\":1,"
+        "\"reason\":\"\",\"baseline_requests\":0,\"baseline_errors\":0}",
+        "{\"version\":3,\"phase\":\"progressing\",\"stage\":0,\"stage_bp\":1000,"
+        "\"stage_started_ms\":1,\"consecutive_failures\":0,\"corrupt\":false,\"updated_ms\":1,"
+        "\"reason\":\"\",\"baseline_requests\":0,\"baseline_errors\":0}",
+        /* more baseline errors than requests, a negative count */
+        "{\"version\":2,\"phase\":\"progressing\",\"stage\":0,\"stage_bp\":1000,"
+        "\"stage_started_ms\":1,\"consecutive_failures\":0,\"corrupt\":false,\"updated_ms\":1,"
+        "\"reason\":\"\",\"baseline_requests\":5,\"baseline_errors\":6}",
+        "{\"version\":2,\"phase\":\"progressing\",\"stage\":0,\"stage_bp\":1000,"
+        "\"stage_started_ms\":1,\"consecutive_failures\":0,\"corrupt\":false,\"updated_ms\":1,"
+        "\"reason\":\"\",\"baseline_requests\":-1,\"baseline_errors\":0}",
+        /* version 2 without its baseline keys */
         "{\"version\":2,\"phase\":\"progressing\",\"stage\":0,\"stage_bp\":1000,"
         "\"stage_started_ms\":1,\"consecutive_failures\":0,\"corrupt\":false,\"updated_ms\":1,"
         "\"reason\":\"\"}",
@@ -1247,6 +1343,8 @@ static void test_parse_rejects(void **state)
         assert_true(st.stage_started_ms == 4 && st.updated_ms == 5);
         assert_string_equal(st.reason, "hand");
         assert_int_equal(rollout_percentage_bp(&st, &p), 5000);
+        /* version 1: written before the baseline existed, read as none known */
+        assert_true(st.baseline_requests == 0 && st.baseline_errors == 0);
     }
 }
 
@@ -1261,7 +1359,8 @@ static void test_serialize_buffer(void **state)
     rollout_state_init(&st, &p, T0);
     n = rollout_state_serialize(&st, buf, sizeof(buf));
     assert_true(n > 0);
-    contains(buf, "\"version\":1");
+    contains(buf, "\"version\":2");
+    contains(buf, "\"baseline_requests\":0,\"baseline_errors\":0}");
     contains(buf, "\"stage_started_ms\":1714564800000");
     assert_int_equal(rollout_state_serialize(&st, buf, (size_t)n), -1);
     assert_int_equal(rollout_state_serialize(&st, buf, (size_t)n + 1), n);
@@ -1422,6 +1521,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_state),
         cmocka_unit_test(test_stage_list_changed),
         cmocka_unit_test(test_restart_in_each_phase),
+        cmocka_unit_test(test_full_stage_judges_new_without_baseline),
         cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_serialize_buffer),
         cmocka_unit_test(test_audit_line),

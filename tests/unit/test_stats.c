@@ -154,6 +154,38 @@ static void test_rate_passes_when_equal(void **state)
     assert_string_equal(stats_verdict_name(r.verdict), "PASS");
 }
 
+/* Against a known rate (no second sample): only new's Wilson interval counts. */
+static void test_rate_against_a_known_rate(void **state)
+{
+    stats_prop_result_t r;
+
+    (void)state;
+    r = stats_error_rate_vs_rate(100, 100, 0.0, 0.01, 0.95, 30);
+    assert_int_equal(r.verdict, STATS_FAIL);
+    assert_true(r.p_new == 1.0 && r.p_orig == 0.0 && r.diff == 1.0 && r.upper == 1.0);
+    r = stats_error_rate_vs_rate(0, 1000, 0.0, 0.01, 0.95, 30);
+    assert_int_equal(r.verdict, STATS_PASS);
+    assert_true(r.lower == 0.0 && r.upper > 0.0 && r.upper <= 0.01);
+    /* 3.5% is within 1 point of 3%, but 2.5 points above 0%. */
+    r = stats_error_rate_vs_rate(175, 5000, 0.03, 0.01, 0.95, 30);
+    assert_int_not_equal(r.verdict, STATS_FAIL);
+    near(r.diff, 0.005, 1e-12);
+    r = stats_error_rate_vs_rate(175, 5000, 0.0, 0.01, 0.95, 30);
+    assert_int_equal(r.verdict, STATS_FAIL);
+    /* Too few, none, or an invalid reference decide nothing. */
+    assert_int_equal(stats_error_rate_vs_rate(29, 29, 0.0, 0.01, 0.95, 30).verdict,
+                     STATS_INCONCLUSIVE);
+    r = stats_error_rate_vs_rate(0, 0, 0.0, 0.01, 0.95, 0);
+    assert_int_equal(r.verdict, STATS_INCONCLUSIVE);
+    assert_true(isnan(r.p_new));
+    assert_int_equal(stats_error_rate_vs_rate(1, 10, NAN, 0.01, 0.95, 1).verdict,
+                     STATS_INCONCLUSIVE);
+    assert_int_equal(stats_error_rate_vs_rate(1, 10, 1.5, 0.01, 0.95, 1).verdict,
+                     STATS_INCONCLUSIVE);
+    assert_int_equal(stats_error_rate_vs_rate(11, 10, 0.0, 0.01, 0.95, 1).verdict,
+                     STATS_INCONCLUSIVE);
+}
+
 static void test_rate_inconclusive(void **state)
 {
     stats_prop_result_t r;
@@ -545,6 +577,7 @@ int main(void)
         cmocka_unit_test(test_normal_round_trip),
         cmocka_unit_test(test_rate_fails_when_worse),
         cmocka_unit_test(test_rate_passes_when_equal),
+        cmocka_unit_test(test_rate_against_a_known_rate),
         cmocka_unit_test(test_rate_inconclusive),
         cmocka_unit_test(test_rate_invalid_input),
         cmocka_unit_test(test_rate_newcombe_examples),
