@@ -285,6 +285,16 @@ void rollout_state_init(rollout_state_t *st, const rollout_policy_t *pol, long l
              fmt_pct(p, sizeof(p), st->stage_bp));
 }
 
+int rollout_state_clamp_clock(rollout_state_t *st, long long now_ms)
+{
+    if (st->stage_started_ms <= now_ms)
+        return 0;
+    /* The stage restarts now: its minimum duration is served again on data from now on,
+     * never shortened. */
+    st->stage_started_ms = now_ms;
+    return 1;
+}
+
 void rollout_state_corrupt(rollout_state_t *st, long long now_ms, const char *why)
 {
     memset(st, 0, sizeof(*st));

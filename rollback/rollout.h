@@ -169,6 +169,13 @@ int rollout_policy_validate(const rollout_policy_t *pol, char *err, size_t cap);
 /* A fresh rollout: stage 0 (stages[0]), progressing, started now. */
 void rollout_state_init(rollout_state_t *st, const rollout_policy_t *pol, long long now_ms);
 
+/* A loaded state whose stage_started_ms lies after now_ms (the clock was stepped back, or
+ * the file comes from a host whose clock ran ahead): stage_started_ms becomes now_ms.
+ * Returns 1 when it clamped (the driver logs and persists it), else 0. Without it the
+ * windows, stamped with the restart time, would be older than the stage and every check
+ * would hold, automatic rollback included, until the clock caught up. */
+int rollout_state_clamp_clock(rollout_state_t *st, long long now_ms);
+
 /* The state to run with when the state file cannot be read: 0% new (rolled_back, stage -1),
  * corrupt = 1, reason "state file unreadable: <why>". */
 void rollout_state_corrupt(rollout_state_t *st, long long now_ms, const char *why);

@@ -43,6 +43,7 @@ struct controller {
     window_t merged;
     int have_check;
     rollout_check_t last_check;
+    long long stale_warned; /* stage start whose stale-window hold was logged */
 
     char *decisions[MAX_DECISIONS]; /* recent audit lines, oldest first */
     int n_decisions;
@@ -165,6 +166,18 @@ fail:
     return -1;
 }
 
+/* A stage that starts in the future would hold every check until the clock caught up. */
+static void clamp_clock(controller_t *c, long long now)
+{
+    long long started = c->st.stage_started_ms;
+    if (!rollout_state_clamp_clock(&c->st, now))
+        return;
+    log_warn("event=rollout_state_clock_ahead path=%s stage_started_ms=%lld now_ms=%lld "
+             "ahead_ms=%lld action=\"stage start set to now\"",
+             c->srv->cfg->rollout.state_file, started, now, started - now);
+    persist(c);
+}
+
 static void load_state(controller_t *c)
 {
     const char *path = c->srv->cfg->rollout.state_file;
@@ -192,6 +205,7 @@ static void load_state(controller_t *c)
             log_info("event=rollout_resumed phase=%s stage=%d percentage=%g",
                      rollout_phase_name(c->st.phase), c->st.stage,
                      rollout_percentage_bp(&c->st, &c->pol) / 100.0);
+            clamp_clock(c, now);
             return;
         }
         snprintf(c->state_note, sizeof(c->state_note), "state file corrupt");
@@ -257,6 +271,18 @@ static void arm(struct event *ev, long long ms)
     evtimer_add(ev, &tv);
 }
 
+/* A window older than the stage start makes every check hold, automatic rollback included:
+ * say so, once per stage, rather than hold in silence. */
+static void warn_stale(controller_t *c)
+{
+    if (c->merged.since_ms >= c->st.stage_started_ms || c->stale_warned == c->st.stage_started_ms)
+        return;
+    c->stale_warned = c->st.stage_started_ms;
+    log_warn("event=rollout_check_held reason=\"the window is older than the stage start\" "
+             "window_since_ms=%lld stage_started_ms=%lld",
+             c->merged.since_ms, c->st.stage_started_ms);
+}
+
 static void on_collect(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -278,6 +304,7 @@ static void on_collect(evutil_socket_t fd, short what, void *arg)
         arm(c->tick, c->pol.check_interval_ms);
         return;
     }
+    warn_stale(c);
     rollout_check_t chk;
     rollout_decision_t d = rollout_check(&c->st, &c->pol, &c->merged, wall_ms(), &chk);
     c->last_check = chk;

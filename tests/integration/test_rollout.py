@@ -251,6 +251,27 @@ def case_full_stage_still_judges_new_error_rate():
                 p.stop()
 
 
+def case_stage_start_in_the_future_is_clamped():
+    """A state file whose stage starts after now (the clock was stepped back) held every
+    check, automatic rollback included, in silence until the clock caught up."""
+    state, audit = tmp_path("ahead.state"), tmp_path("ahead-audit.jsonl")
+    _write_state(state, 1, 5000, started_ms=int(time.time() * 1000) + 3600 * 1000)
+    o, n = sims(new_args=("--error-rate", "1.0", "--error-status", "503"))
+    r = None
+    try:
+        r = Router(router_config(o, n, percentage=10, extra=rollout_block(state, audit)))
+        check("event=rollout_state_clock_ahead" in r.stderr_text(), "the clamp is logged")
+        saved = json.load(open(state))
+        check(saved["stage_started_ms"] <= time.time() * 1000, f"clamp persisted: {saved}")
+        with Traffic(r, rps=200):
+            st = wait_for(r, lambda s: s["phase"] == "rolled_back", 10, "automatic rollback")
+        eq(st["last_check"]["gates"]["error_rate"]["verdict"], "FAIL", "error-rate gate")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
 def case_too_few_requests_is_inconclusive():
     state, audit = tmp_path("few.state"), tmp_path("few-audit.jsonl")
     o, n = sims(new_args=("--error-rate", "0.5"))

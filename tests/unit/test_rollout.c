@@ -787,6 +787,34 @@ static void test_merge_with_a_stale_worker_window_holds(void **state)
     }
 }
 
+/* A state file whose stage starts in the future (clock stepped back): the windows, stamped
+ * with the restart time, are older than the stage and every check held, even failing ones.
+ * Clamped to now, the failing checks count again. */
+static void test_stage_start_in_the_future_is_clamped(void **state)
+{
+    rollout_policy_t p = policy();
+    rollout_state_t st, before;
+    rollout_decision_t d;
+    long long now = T0 + HOUR;
+
+    (void)state;
+    rollout_state_init(&st, &p, now + 2 * HOUR);
+    before = st;
+    d = rollout_check(&st, &p, fill(&W, now, failing()), now + MIN, NULL);
+    unchanged(&d, &before, &st);
+    contains(d.reason, "before the stage start");
+
+    assert_int_equal(rollout_state_clamp_clock(&st, now), 1);
+    assert_true(st.stage_started_ms == now);
+    assert_true(st.updated_ms == now + 2 * HOUR); /* only the stage start moves */
+    assert_int_equal(rollout_state_clamp_clock(&st, now), 0);
+    assert_int_equal(rollout_state_clamp_clock(&st, now + 1), 0);
+    assert_true(st.stage_started_ms == now);
+    for (int i = 1; i <= 3; i++)
+        d = rollout_check(&st, &p, fill(&W, now, failing()), now + i * MIN, NULL);
+    changed_to(&d, &st, &p, now + 3 * MIN, ROLLOUT_PROGRESSING, 0, ROLLOUT_ROLLED_BACK, -1);
+}
+
 static void test_promotion_needs_a_full_window_after_restart(void **state)
 {
     rollout_policy_t p = policy();
@@ -1514,6 +1542,7 @@ int main(void)
         cmocka_unit_test(test_failing_below_threshold_at_max_duration_pauses),
         cmocka_unit_test(test_stale_window_holds),
         cmocka_unit_test(test_merge_with_a_stale_worker_window_holds),
+        cmocka_unit_test(test_stage_start_in_the_future_is_clamped),
         cmocka_unit_test(test_promotion_needs_a_full_window_after_restart),
         cmocka_unit_test(test_manual_actions),
         cmocka_unit_test(test_mode_manual),
