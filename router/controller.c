@@ -32,6 +32,7 @@ struct controller {
     rollout_policy_t pol;
     rollout_state_t st;
     char state_note[256]; /* why the state file could not be used, for the admin API */
+    char save_error[512]; /* why the last state write failed */
 
     int manual_bp; /* manual mode / no rollout: an admin's percentage, -1 = the file's */
     int file_bp;   /* the routing flag's percentage in the file */
@@ -130,26 +131,43 @@ static int mkdirs_for(const char *path)
     return 0;
 }
 
-/* write, fsync, rename, fsync the folder: a crash leaves the old state or the new. */
-static int persist(controller_t *c)
+/* write, fsync, rename, fsync the folder: a crash leaves the old state or the new. On
+ * failure c->save_error says which step failed and why, for the log and the admin reply. */
+static int persist_to(controller_t *c, const char *path)
 {
-    const char *path = c->srv->cfg->rollout.state_file;
     char buf[4096], tmp[PATH_MAX];
+    const char *step = "serialize";
+    int err = 0;
     int n = rollout_state_serialize(&c->st, buf, sizeof(buf));
-    if (n < 0 || snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp) ||
-        mkdirs_for(path) < 0)
+    if (n < 0)
         goto fail;
+    step = "create the folder of";
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+        err = ENAMETOOLONG;
+        goto fail;
+    }
+    if (mkdirs_for(path) < 0) {
+        err = errno;
+        goto fail;
+    }
+    step = "open";
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0)
+    if (fd < 0) {
+        err = errno;
         goto fail;
+    }
+    step = "write";
     ssize_t w = write(fd, buf, (size_t)n);
     if (w != n || fsync(fd) < 0) {
+        err = w >= 0 && w != n ? ENOSPC : errno; /* a short write: the disk is full */
         close(fd);
         unlink(tmp);
         goto fail;
     }
     close(fd);
+    step = "rename onto";
     if (rename(tmp, path) < 0) {
+        err = errno;
         unlink(tmp);
         goto fail;
     }
@@ -162,8 +180,15 @@ static int persist(controller_t *c)
     }
     return 0;
 fail:
-    log_error("event=rollout_state_write_failed path=%s error=\"%s\"", path, strerror(errno));
+    snprintf(c->save_error, sizeof(c->save_error), "cannot %s %s: %s", step, path,
+             err ? strerror(err) : "the state does not serialize");
+    log_error("event=rollout_state_write_failed path=%s error=\"%s\"", path, c->save_error);
     return -1;
+}
+
+static int persist(controller_t *c)
+{
+    return persist_to(c, c->srv->cfg->rollout.state_file);
 }
 
 /* A stage that starts in the future would hold every check until the clock caught up. */
@@ -247,20 +272,29 @@ static void audit(controller_t *c, const rollout_decision_t *d, const rollout_ch
         c->n_decisions++;
 }
 
-/* A transition happened: publish, restart windows on a new stage, persist, audit. */
-static void apply(controller_t *c, const rollout_decision_t *d, const rollout_check_t *chk,
-                  const char *who)
+/* A transition happened: publish, restart windows on a new stage, persist, audit. The
+ * change takes effect in memory first, whatever the disk does: a rollback must stop traffic
+ * to new even when the state cannot be written. Returns -1 when it was not saved (a restart
+ * would load the previous state; c->save_error says why), else 0. */
+static int apply(controller_t *c, const rollout_decision_t *d, const rollout_check_t *chk,
+                 const char *who)
 {
     if (!d->changed)
-        return;
+        return 0;
     if (d->stage_changed)
         server_restart_windows(c->srv, c->st.stage_started_ms);
     publish(c);
-    persist(c);
+    int saved = persist(c) == 0;
     audit(c, d, chk, who);
-    log_info("event=rollout_transition who=%s from_phase=%s to_phase=%s from=%g to=%g reason=\"%s\"",
+    log_info("event=rollout_transition who=%s from_phase=%s to_phase=%s from=%g to=%g saved=%s "
+             "reason=\"%s\"",
              who, rollout_phase_name(d->from_phase), rollout_phase_name(d->to_phase),
-             d->from_bp / 100.0, d->to_bp / 100.0, d->reason);
+             d->from_bp / 100.0, d->to_bp / 100.0, saved ? "true" : "false", d->reason);
+    if (!saved)
+        log_error("event=rollout_state_not_saved who=%s phase=%s applied=in_memory error=\"%s\" "
+                  "(a restart would load the previous state)",
+                  who, rollout_phase_name(d->to_phase), c->save_error);
+    return saved ? 0 : -1;
 }
 
 /* ---- ticking ----------------------------------------------------------------------- */
@@ -657,6 +691,29 @@ static char *refusal(const char *why)
     return s;
 }
 
+/* The reply to an action that took effect but could not be saved: an operator who reads
+ * 200 believes a restart keeps it. {"error", "applied": true, "saved": false, "rollout"}. */
+static char *not_saved(controller_t *c, const char *action)
+{
+    char msg[768];
+    snprintf(msg, sizeof(msg),
+             "%s applied in memory, but the state was not saved (%s): a restart would load "
+             "the previous state",
+             action, c->save_error);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", msg);
+    cJSON_AddBoolToObject(o, "applied", 1);
+    cJSON_AddBoolToObject(o, "saved", 0);
+    char *st = controller_status_json(c);
+    cJSON *status = st ? cJSON_Parse(st) : NULL;
+    free(st);
+    if (status)
+        cJSON_AddItemToObject(o, "rollout", status);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
 int controller_action(controller_t *c, const char *action, const char *who, char **json)
 {
     if (!c->active) {
@@ -685,7 +742,10 @@ int controller_action(controller_t *c, const char *action, const char *who, char
     }
     if (c->pol.mode == ROLLOUT_MODE_MANUAL)
         c->manual_bp = (int)rollout_percentage_bp(&c->st, &c->pol);
-    apply(c, &d, NULL, who);
+    if (apply(c, &d, NULL, who) < 0) {
+        *json = not_saved(c, action);
+        return 500;
+    }
     *json = controller_status_json(c);
     return 200;
 }

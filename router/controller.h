@@ -39,7 +39,9 @@ char *controller_status_json(controller_t *c);
 
 /* POST /admin/rollout/{promote|rollback|pause|resume|reset}. Returns the HTTP status and
  * a JSON body: 200 with the new status, 409 when refused (with the reason), 404 for an
- * unknown action or when no rollout is configured. */
+ * unknown action or when no rollout is configured, 500 when the action took effect in
+ * memory but the state file could not be written ({"error", "applied": true, "saved":
+ * false, "rollout": status}: a restart would load the previous state). */
 int controller_action(controller_t *c, const char *action, const char *who, char **json);
 
 /* PUT /admin/flags/{name} {"percentage": p}. Same return convention. */

@@ -272,6 +272,39 @@ def case_stage_start_in_the_future_is_clamped():
                 p.stop()
 
 
+def case_rollback_that_cannot_be_saved_says_so():
+    """A rollback whose state write fails still stops traffic to new at once, but the reply
+    says it was not saved (it answered 200 while a restart brought 50% back)."""
+    state, audit = tmp_path("nosave.state"), tmp_path("nosave-audit.jsonl")
+    _write_state(state, 1, 5000)
+    o, n = sims()
+    r = None
+    try:
+        extra = rollout_block(state, audit, min_duration="1h", min_requests=100000)
+        r = Router(router_config(o, n, percentage=10, extra=extra))
+        eq(status_of(r)["percentage"], 50, "resumed at 50%")
+        os.mkdir(state + ".tmp")  # the temporary file cannot be created: as EROFS or ENOSPC
+        try:
+            code, _, body = r.admin("POST", "/admin/rollout/rollback")
+        finally:
+            os.rmdir(state + ".tmp")
+        doc = json.loads(body)
+        eq(code, 500, f"rollback reply: {body}")
+        check("not saved" in doc["error"] and state in doc["error"], f"the reason: {doc}")
+        eq((doc["applied"], doc["saved"]), (True, False), "applied, not saved")
+        eq((doc["rollout"]["phase"], doc["rollout"]["percentage"]), ("rolled_back", 0),
+           "rolled back in memory")
+        for i in range(20):
+            _, h, _ = r.chat({"model": "gpt-4.1", "messages": []}, {"x-user-id": f"ns{i}"})
+            eq(h["x-switchyard-variant"], "original", "every request on original")
+        check("event=rollout_state_not_saved" in r.stderr_text(), "the log says so")
+        eq(json.load(open(state))["phase"], "progressing", "the file still holds the old state")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
 def case_too_few_requests_is_inconclusive():
     state, audit = tmp_path("few.state"), tmp_path("few-audit.jsonl")
     o, n = sims(new_args=("--error-rate", "0.5"))
