@@ -31,7 +31,8 @@ struct controller {
     int active; /* the config has a rollout block */
     rollout_policy_t pol;
     rollout_state_t st;
-    char state_note[256]; /* why the state file could not be used, for the admin API */
+    char state_note[768]; /* where the state comes from or why it is not used, for the admin API */
+    char *state_path;     /* the state file the running state belongs to */
     char save_error[512]; /* why the last state write failed */
 
     int manual_bp; /* manual mode / no rollout: an admin's percentage, -1 = the file's */
@@ -386,6 +387,28 @@ static cJSON *warn_restart_needed(const config_t *started, const config_t *cur, 
     return a;
 }
 
+/* A reload that names another state_file: the running state is the one that counts, so it
+ * is written there at once. Otherwise a restart reads the new path (nothing, or another
+ * rollout's file) and a rollback is lost. */
+static void move_state(controller_t *c, const char *who)
+{
+    const char *path = c->srv->cfg->rollout.state_file;
+    if (c->state_path && strcmp(c->state_path, path) == 0)
+        return;
+    if (persist_to(c, path) == 0) {
+        log_info("event=rollout_state_moved who=%s from=%s to=%s phase=%s", who,
+                 c->state_path ? c->state_path : "-", path, rollout_phase_name(c->st.phase));
+        snprintf(c->state_note, sizeof(c->state_note), "moved to %s on reload", path);
+    } else {
+        log_error("event=rollout_state_not_saved who=%s from=%s to=%s error=\"%s\" (a restart "
+                  "would not find the running state)",
+                  who, c->state_path ? c->state_path : "-", path, c->save_error);
+        snprintf(c->state_note, sizeof(c->state_note), "not saved on reload: %s", c->save_error);
+    }
+    free(c->state_path);
+    c->state_path = strdup(path);
+}
+
 /* Takes the rollout settings of cfg (at start and after every reload). */
 static void adopt(controller_t *c, const config_t *cfg, const char *who)
 {
@@ -403,8 +426,12 @@ static void adopt(controller_t *c, const config_t *cfg, const char *who)
     policy_from_config(&c->pol, &cfg->rollout);
     if (!was_active) {
         load_state(c);
+        free(c->state_path);
+        c->state_path = strdup(cfg->rollout.state_file);
         server_restart_windows(c->srv, wall_ms());
         arm(c->tick, c->pol.check_interval_ms);
+    } else {
+        move_state(c, who);
     }
     if (c->pol.mode == ROLLOUT_MODE_ROLLBACK && (old_mode != ROLLOUT_MODE_ROLLBACK || !was_active)) {
         rollout_decision_t d = rollout_rollback(&c->st, &c->pol, wall_ms(), who,
@@ -568,6 +595,7 @@ void controller_free(controller_t *c)
         free(c->decisions[i]);
     free(c->watch_name);
     free(c->config_path);
+    free(c->state_path);
     config_unref(c->started);
     free(c);
 }

@@ -305,6 +305,36 @@ def case_rollback_that_cannot_be_saved_says_so():
                 p.stop()
 
 
+def case_reload_with_a_new_state_file_keeps_the_state():
+    """A reload that names another state_file writes the running state there at once: a
+    rollback used to be lost at the next restart (the new path was never written)."""
+    state, moved, audit = (tmp_path("move-a.state"), tmp_path("move-b.state"),
+                           tmp_path("move-audit.jsonl"))
+    o, n = sims()
+    r = None
+    try:
+        extra = rollout_block(state, audit, min_duration="1h", min_requests=100000)
+        cfg = router_config(o, n, percentage=10, extra=extra)
+        r = Router(cfg)
+        code, _, _ = r.admin("POST", "/admin/rollout/rollback")
+        eq(code, 200, "rollback")
+        with open(r.config_path, "w") as f:
+            f.write(cfg.replace(state, moved))
+        code, _, body = r.admin("POST", "/admin/reload")
+        eq(code, 200, f"reload: {body}")
+        check(os.path.exists(moved), "the new state file is written at once")
+        eq(json.load(open(moved))["phase"], "rolled_back", "with the running state")
+        check("event=rollout_state_moved" in r.stderr_text(), "the move is logged")
+        r.stop()
+        r = Router(cfg.replace(state, moved), name="router-restarted")
+        st = status_of(r)
+        eq((st["phase"], st["percentage"]), ("rolled_back", 0), "rolled back after a restart")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
 def case_too_few_requests_is_inconclusive():
     state, audit = tmp_path("few.state"), tmp_path("few-audit.jsonl")
     o, n = sims(new_args=("--error-rate", "0.5"))
