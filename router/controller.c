@@ -570,7 +570,10 @@ controller_t *controller_new(struct event_base *base, server_t *srv, const char 
     }
     config_t *cfg = server_config_get(srv);
     c->started = config_ref(cfg);
-    c->file_bp = file_percentage(cfg);
+    /* "Nothing written yet": a `percentage: 0` in the file at startup is then a change to 0,
+     * recorded as a rollback (persisted, audited) exactly as when it is saved at run time;
+     * otherwise removing the line later sent traffic to new without anyone resuming. */
+    c->file_bp = -1;
     adopt(c, cfg, "startup");
     config_unref(cfg);
     start_watch(c);

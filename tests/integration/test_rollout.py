@@ -335,6 +335,38 @@ def case_reload_with_a_new_state_file_keeps_the_state():
                 p.stop()
 
 
+def case_percentage_zero_at_startup_is_a_rollback():
+    """`percentage: 0` in the file at startup is recorded like one saved at run time: it
+    used to leave the state progressing, and removing the line sent traffic to new again
+    without anyone resuming."""
+    state, audit = tmp_path("zero.state"), tmp_path("zero-audit.jsonl")
+    _write_state(state, 1, 5000)
+    o, n = sims()
+    r = None
+    try:
+        extra = rollout_block(state, audit, min_duration="1h", min_requests=100000)
+        cfg = router_config(o, n, percentage=0, extra=extra)
+        r = Router(cfg)
+        st = status_of(r)
+        eq((st["phase"], st["percentage"]), ("rolled_back", 0), "rolled back at startup")
+        eq(json.load(open(state))["phase"], "rolled_back", "persisted")
+        line = [json.loads(l) for l in open(audit)][-1]
+        eq((line["who"], line["from_percent"], line["percent"]), ("startup", 50, 0), "audited")
+        with open(r.config_path, "w") as f:
+            f.write(cfg.replace("percentage: 0", "percentage: 10"))
+        code, _, _ = r.admin("POST", "/admin/reload")
+        eq(code, 200, "reload")
+        st = status_of(r)
+        eq((st["phase"], st["percentage"]), ("rolled_back", 0), "still rolled back until resumed")
+        for i in range(20):
+            _, h, _ = r.chat({"model": "gpt-4.1", "messages": []}, {"x-user-id": f"z{i}"})
+            eq(h["x-switchyard-variant"], "original", "every request on original")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
 def case_too_few_requests_is_inconclusive():
     state, audit = tmp_path("few.state"), tmp_path("few-audit.jsonl")
     o, n = sims(new_args=("--error-rate", "0.5"))
