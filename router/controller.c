@@ -273,10 +273,11 @@ static void audit(controller_t *c, const rollout_decision_t *d, const rollout_ch
         c->n_decisions++;
 }
 
-/* A transition happened: publish, restart windows on a new stage, persist, audit. The
- * change takes effect in memory first, whatever the disk does: a rollback must stop traffic
- * to new even when the state cannot be written. Returns -1 when it was not saved (a restart
- * would load the previous state; c->save_error says why), else 0. */
+/* The state changed (a transition, or a failure streak counted or cleared): publish,
+ * restart windows on a new stage, persist, audit. The change takes effect in memory first,
+ * whatever the disk does: a rollback must stop traffic to new even when the state cannot
+ * be written. Returns -1 when it was not saved (a restart would load the previous state;
+ * c->save_error says why), else 0. */
 static int apply(controller_t *c, const rollout_decision_t *d, const rollout_check_t *chk,
                  const char *who)
 {
@@ -287,10 +288,11 @@ static int apply(controller_t *c, const rollout_decision_t *d, const rollout_che
     publish(c);
     int saved = persist(c) == 0;
     audit(c, d, chk, who);
-    log_info("event=rollout_transition who=%s from_phase=%s to_phase=%s from=%g to=%g saved=%s "
-             "reason=\"%s\"",
-             who, rollout_phase_name(d->from_phase), rollout_phase_name(d->to_phase),
-             d->from_bp / 100.0, d->to_bp / 100.0, saved ? "true" : "false", d->reason);
+    int moved = d->from_phase != d->to_phase || d->from_stage != d->to_stage;
+    log_info("event=%s who=%s from_phase=%s to_phase=%s from=%g to=%g saved=%s reason=\"%s\"",
+             moved ? "rollout_transition" : "rollout_check_recorded", who,
+             rollout_phase_name(d->from_phase), rollout_phase_name(d->to_phase), d->from_bp / 100.0,
+             d->to_bp / 100.0, saved ? "true" : "false", d->reason);
     if (!saved)
         log_error("event=rollout_state_not_saved who=%s phase=%s applied=in_memory error=\"%s\" "
                   "(a restart would load the previous state)",
@@ -347,11 +349,10 @@ static void on_collect(evutil_socket_t fd, short what, void *arg)
     if (chk.overall == STATS_FAIL && !d.changed)
         log_warn("event=rollout_gates_failing phase=%s consecutive=%d",
                  rollout_phase_name(c->st.phase), c->st.consecutive_failures);
-    if (d.changed && d.from_phase == d.to_phase && d.from_stage == d.to_stage) {
-        persist(c); /* the failure count changed: it must survive a restart */
-    } else {
-        apply(c, &d, &chk, "automatic");
-    }
+    /* A failing check that only counts (or the first check that clears a streak) is
+     * persisted, so the streak survives a restart, and audited with its gates, so the log
+     * shows the checks that led to a rollback (rollout.h). */
+    apply(c, &d, &chk, "automatic");
     arm(c->tick, c->pol.check_interval_ms);
 }
 

@@ -367,6 +367,35 @@ def case_percentage_zero_at_startup_is_a_rollback():
                 p.stop()
 
 
+def case_failing_checks_are_audited():
+    """A failing check below failure_threshold changes only the streak: it was persisted
+    but missing from the audit log and the admin API's decisions."""
+    state, audit = tmp_path("streak.state"), tmp_path("streak-audit.jsonl")
+    o, n = sims(new_args=("--error-rate", "0.5", "--error-status", "503"))
+    r = None
+    try:
+        extra = rollout_block(state, audit, stages="[50, 100]", min_duration="1h",
+                              threshold=1000)
+        r = Router(router_config(o, n, percentage=50, extra=extra))
+        with Traffic(r, rps=200):
+            st = wait_for(r, lambda s: s["consecutive_failures"] >= 2, 15, "failing checks")
+        eq(json.load(open(state))["consecutive_failures"] >= 2, True, "the streak is persisted")
+        lines = [json.loads(l) for l in open(audit)] if os.path.exists(audit) else []
+        failing = [l for l in lines if l["from_phase"] == l["phase"] == "progressing" and
+                   l["from_stage"] == l["stage"] == 0 and "check failed" in l["reason"]]
+        check(len(failing) >= 2, f"failing checks in the audit log: {lines}")
+        eq((failing[0]["who"], failing[0]["check"]["overall"]), ("automatic", "FAIL"),
+           "with who and the gates")
+        eq(failing[0]["check"]["gates"]["error_rate"]["verdict"], "FAIL", "the failing gate")
+        check(any("check failed" in d["reason"] for d in st["decisions"]),
+              f"in the admin API's decisions: {st['decisions']}")
+        check("event=rollout_check_recorded" in r.stderr_text(), "logged")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
 def case_too_few_requests_is_inconclusive():
     state, audit = tmp_path("few.state"), tmp_path("few-audit.jsonl")
     o, n = sims(new_args=("--error-rate", "0.5"))
