@@ -782,6 +782,21 @@ int controller_action(controller_t *c, const char *action, const char *who, char
     return 200;
 }
 
+/* Why an admin's percentage would have no effect now (effective_bp ignores manual_bp),
+ * or NULL. Accepting it answered 200 and audited a percentage that never applied. */
+static const char *percentage_ignored(const controller_t *c)
+{
+    if (c->file_bp == 0)
+        return "percentage: 0 in the config file is a rollback: change the file first";
+    if (!c->active)
+        return NULL;
+    if (c->st.corrupt)
+        return "state file unreadable; POST /admin/rollout/reset first";
+    if (c->st.phase == ROLLOUT_ROLLED_BACK)
+        return "rolled back: POST /admin/rollout/resume first";
+    return NULL;
+}
+
 int controller_set_percentage(controller_t *c, const char *flag, const char *body, size_t len,
                               const char *who, char **json)
 {
@@ -792,6 +807,11 @@ int controller_set_percentage(controller_t *c, const char *flag, const char *bod
     if (c->active && c->pol.mode != ROLLOUT_MODE_MANUAL) {
         *json = refusal("rollout.mode is not manual: the controller owns the percentage "
                         "(use promote/rollback, or set rollout.mode: manual)");
+        return 409;
+    }
+    const char *why = percentage_ignored(c);
+    if (why) {
+        *json = refusal(why);
         return 409;
     }
     char *copy = malloc(len + 1);

@@ -44,7 +44,9 @@ char *controller_status_json(controller_t *c);
  * false, "rollout": status}: a restart would load the previous state). */
 int controller_action(controller_t *c, const char *action, const char *who, char **json);
 
-/* PUT /admin/flags/{name} {"percentage": p}. Same return convention. */
+/* PUT /admin/flags/{name} {"percentage": p}. Same return convention; 409 also when the
+ * percentage would have no effect (the file says 0, or a manual rollout is rolled back or
+ * its state unreadable): nothing is set or audited then. */
 int controller_set_percentage(controller_t *c, const char *flag, const char *body, size_t len,
                               const char *who, char **json);
 

@@ -396,6 +396,34 @@ def case_failing_checks_are_audited():
                 p.stop()
 
 
+def case_manual_percentage_after_a_rollback_is_refused():
+    """In manual mode a rolled-back rollout stays at 0% until resumed: a PUT answered 200 and
+    audited a percentage that never applied."""
+    state, audit = tmp_path("manual-rb.state"), tmp_path("manual-rb-audit.jsonl")
+    o, n = sims()
+    r = None
+    try:
+        extra = rollout_block(state, audit, mode="manual")
+        r = Router(router_config(o, n, percentage=10, extra=extra))
+        code, _, _ = r.admin("POST", "/admin/rollout/rollback")
+        eq(code, 200, "rollback")
+        before = open(audit).read()
+        code, _, body = r.admin("PUT", "/admin/flags/use_new_provider", {"percentage": 25})
+        eq(code, 409, f"PUT after a rollback: {body}")
+        check("resume" in json.loads(body)["error"], f"the reply says what to do: {body}")
+        eq(open(audit).read(), before, "nothing audited")
+        eq(status_of(r)["percentage"], 0, "still 0%")
+        code, _, _ = r.admin("POST", "/admin/rollout/resume")
+        eq(code, 200, "resume")
+        code, _, body = r.admin("PUT", "/admin/flags/use_new_provider", {"percentage": 25})
+        eq(code, 200, f"PUT after resume: {body}")
+        eq(status_of(r)["percentage"], 25, "applied")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
 def case_too_few_requests_is_inconclusive():
     state, audit = tmp_path("few.state"), tmp_path("few-audit.jsonl")
     o, n = sims(new_args=("--error-rate", "0.5"))
