@@ -61,16 +61,21 @@ window_t *worker_window(worker_t *w)
     return &w->window;
 }
 
+void worker_snapshot(worker_t *w)
+{
+    /* A worker that served nothing since the stage started still holds the previous
+     * stage's samples: restart before copying, or they would be judged as this stage's. */
+    w->snapshot = *worker_window(w);
+    w->snapshot_epoch = w->window_epoch;
+}
+
 static void on_snapshot(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     worker_t *w = arg;
     unsigned gen = atomic_load_explicit(&w->srv->snapshot_gen, memory_order_acquire);
-    /* A worker that served nothing since the stage started still holds the previous
-     * stage's samples: restart before copying, or they would be judged as this stage's. */
-    w->snapshot = *worker_window(w);
-    w->snapshot_epoch = w->window_epoch;
+    worker_snapshot(w);
     atomic_store_explicit(&w->snapshot_done, gen, memory_order_release);
 }
 

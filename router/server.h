@@ -118,6 +118,10 @@ void server_restart_windows(server_t *srv, long long since_ms);
  * the worker last used it (worker thread only). */
 window_t *worker_window(worker_t *w);
 
+/* Copies worker_window(w) into w->snapshot, tagged with its epoch (worker thread, on the
+ * controller's request). */
+void worker_snapshot(worker_t *w);
+
 /* /metrics text of all workers' shards (admin thread); malloc'd. */
 char *server_metrics_text(server_t *srv);
 
