@@ -269,6 +269,7 @@ void rollout_state_init(rollout_state_t *st, const rollout_policy_t *pol, long l
     char p[16];
 
     memset(st, 0, sizeof(*st));
+    st->manual_bp = st->manual_file_bp = -1;
     st->stage_started_ms = now_ms;
     st->updated_ms = now_ms;
     if (pol->n_stages < 1) {
@@ -298,6 +299,7 @@ int rollout_state_clamp_clock(rollout_state_t *st, long long now_ms)
 void rollout_state_corrupt(rollout_state_t *st, long long now_ms, const char *why)
 {
     memset(st, 0, sizeof(*st));
+    st->manual_bp = st->manual_file_bp = -1;
     st->phase = ROLLOUT_ROLLED_BACK;
     st->stage = -1;
     st->stage_started_ms = now_ms;
@@ -783,6 +785,7 @@ rollout_decision_t rollout_reset(rollout_state_t *st, const rollout_policy_t *po
 
     st->corrupt = 0;
     st->baseline_requests = st->baseline_errors = 0; /* a fresh rollout measures afresh */
+    st->manual_bp = st->manual_file_bp = -1;
     if (pol->n_stages < 1) {
         transition(&d, st, pol, now_ms, ROLLOUT_ROLLED_BACK, -1, 1,
                    "reset by %s: the policy has no stages", who_name(who));
@@ -845,7 +848,9 @@ int rollout_state_serialize(const rollout_state_t *st, char *buf, size_t cap)
          cJSON_AddNumberToObject(o, "updated_ms", (double)st->updated_ms) &&
          cJSON_AddStringToObject(o, "reason", reason) &&
          cJSON_AddNumberToObject(o, "baseline_requests", (double)st->baseline_requests) &&
-         cJSON_AddNumberToObject(o, "baseline_errors", (double)st->baseline_errors);
+         cJSON_AddNumberToObject(o, "baseline_errors", (double)st->baseline_errors) &&
+         cJSON_AddNumberToObject(o, "manual_bp", st->manual_bp) &&
+         cJSON_AddNumberToObject(o, "manual_file_bp", st->manual_file_bp);
     if (!ok) {
         cJSON_Delete(o);
         return -1;
@@ -867,18 +872,23 @@ enum {
     K_REASON,
     K_BASE_REQUESTS,
     K_BASE_ERRORS,
+    K_MANUAL_BP,
+    K_MANUAL_FILE_BP,
     K_COUNT
 };
 
 /* clang-format off */
 static const char *const state_keys[K_COUNT] = {
     "version", "phase", "stage", "stage_bp", "stage_started_ms", "consecutive_failures",
-    "corrupt", "updated_ms", "reason", "baseline_requests", "baseline_errors"};
+    "corrupt", "updated_ms", "reason", "baseline_requests", "baseline_errors", "manual_bp",
+    "manual_file_bp"};
 /* clang-format on */
 
 /* Version 1 was written before the baseline existed: every key but those two. */
 #define KEYS_V1 ((1u << K_BASE_REQUESTS) - 1)
-#define KEYS_V2 ((1u << K_COUNT) - 1)
+/* Version 2 before the manual percentage. */
+#define KEYS_V2 ((1u << K_MANUAL_BP) - 1)
+#define KEYS_V3 ((1u << K_COUNT) - 1)
 
 /* An integral JSON number within [lo, hi]. */
 static int want_int(const cJSON *it, double lo, double hi, long long *out)
@@ -973,9 +983,15 @@ static int parse_fields(const cJSON *root, rollout_state_t *st)
                 return -1;
             st->baseline_errors = (uint64_t)v;
             break;
+        case K_MANUAL_BP:
+        case K_MANUAL_FILE_BP:
+            if (want_int(it, -1, 10000, &v))
+                return -1;
+            *(k == K_MANUAL_BP ? &st->manual_bp : &st->manual_file_bp) = (int)v;
+            break;
         }
     }
-    if (seen != (version == 1 ? KEYS_V1 : KEYS_V2))
+    if (seen != (version == 1 ? KEYS_V1 : version == 2 ? KEYS_V2 : KEYS_V3))
         return -1;
     if (st->baseline_errors > st->baseline_requests)
         return -1;
@@ -1010,6 +1026,7 @@ int rollout_state_parse(const char *text, size_t len, rollout_state_t *st)
     if (!root)
         return -1;
     memset(&tmp, 0, sizeof(tmp));
+    tmp.manual_bp = tmp.manual_file_bp = -1; /* versions 1 and 2 have none */
     rc = parse_fields(root, &tmp);
     cJSON_Delete(root);
     if (rc == 0)

@@ -96,7 +96,7 @@ typedef enum {
 typedef enum { ROLLOUT_MODE_AUTO = 0, ROLLOUT_MODE_MANUAL, ROLLOUT_MODE_ROLLBACK } rollout_mode_t;
 
 #define ROLLOUT_MAX_STAGES 16
-#define ROLLOUT_STATE_VERSION 2 /* version 1 (no baseline) is still read */
+#define ROLLOUT_STATE_VERSION 3 /* 1 (no baseline) and 2 (no manual percentage) are still read */
 
 typedef struct {
     rollout_mode_t mode;
@@ -125,6 +125,10 @@ typedef struct {
      * (0/0: none known). A stage at 100% has no concurrent baseline: new's error rate is
      * held against this one instead (see rollout_check). */
     uint64_t baseline_requests, baseline_errors;
+    /* Manual mode: the percentage an admin call set (bp), -1 = none (the file's applies),
+     * and the file's percentage at that time (-1: none written). A restart keeps the
+     * admin's while the file still says the same; a new one in the file replaces it. */
+    int manual_bp, manual_file_bp;
 } rollout_state_t;
 
 typedef enum {
@@ -223,10 +227,11 @@ rollout_decision_t rollout_reset(rollout_state_t *st, const rollout_policy_t *po
 /* Persistence: one JSON object, no newline,
  *   {"version":2,"phase":"progressing","stage":0,"stage_bp":1000,"stage_started_ms":...,
  *    "consecutive_failures":0,"corrupt":false,"updated_ms":...,"reason":"...",
- *    "baseline_requests":0,"baseline_errors":0}
+ *    "baseline_requests":0,"baseline_errors":0,"manual_bp":-1,"manual_file_bp":-1}
  * Parse is strict: every key exactly once, no other key, the right types, integral
- * numbers, version 2, or version 1 without the two baseline keys (a file written before
- * they existed: baseline 0/0), baseline_errors <= baseline_requests, a known phase,
+ * numbers, version 3, or version 2 without the two manual keys (manual -1/-1), or
+ * version 1 without those and the two baseline keys (baseline 0/0), -1 <= manual_bp,
+ * manual_file_bp <= 10000, baseline_errors <= baseline_requests, a known phase,
  * -1 <= stage < ROLLOUT_MAX_STAGES, stage -1 exactly when rolled_back with stage_bp 0,
  * stage_bp 1..10000 otherwise, corrupt only when rolled_back, reason < 256 bytes, no
  * trailing bytes and no NUL inside text[0..len). Anything else: -1, *st untouched (the

@@ -204,6 +204,15 @@ static void clamp_clock(controller_t *c, long long now)
     persist(c);
 }
 
+/* An admin's percentage (manual mode, or no rollout): kept in the state, so a restart
+ * keeps it while the file's percentage is the one it replaced. */
+static void set_manual(controller_t *c, int bp)
+{
+    c->manual_bp = bp;
+    c->st.manual_bp = bp;
+    c->st.manual_file_bp = c->file_bp < 0 ? -1 : c->file_bp;
+}
+
 static void load_state(controller_t *c)
 {
     const char *path = c->srv->cfg->rollout.state_file;
@@ -427,6 +436,9 @@ static void adopt(controller_t *c, const config_t *cfg, const char *who)
     policy_from_config(&c->pol, &cfg->rollout);
     if (!was_active) {
         load_state(c);
+        /* An admin's percentage from before the restart, unless the file has a new one. */
+        if (c->st.manual_bp >= 0 && c->st.manual_file_bp == (c->file_bp < 0 ? -1 : c->file_bp))
+            c->manual_bp = c->st.manual_bp;
         free(c->state_path);
         c->state_path = strdup(cfg->rollout.state_file);
         server_restart_windows(c->srv, wall_ms());
@@ -773,7 +785,7 @@ int controller_action(controller_t *c, const char *action, const char *who, char
         return 409;
     }
     if (c->pol.mode == ROLLOUT_MODE_MANUAL)
-        c->manual_bp = (int)rollout_percentage_bp(&c->st, &c->pol);
+        set_manual(c, (int)rollout_percentage_bp(&c->st, &c->pol));
     if (apply(c, &d, NULL, who) < 0) {
         *json = not_saved(c, action);
         return 500;
@@ -832,8 +844,12 @@ int controller_set_percentage(controller_t *c, const char *flag, const char *bod
     }
     int bp = (int)lround(p->valuedouble * 100);
     cJSON_Delete(doc);
-    c->manual_bp = bp;
+    set_manual(c, bp);
     publish(c);
+    if (c->active && persist(c) < 0) {
+        *json = not_saved(c, "set_percentage");
+        return 500;
+    }
     char line[512];
     snprintf(line, sizeof(line),
              "{\"ts_ms\":%lld,\"who\":\"%s\",\"action\":\"set_percentage\",\"flag\":\"%s\","

@@ -244,7 +244,7 @@ def case_full_stage_still_judges_new_error_rate():
         eq((gate["verdict"], gate["p_original"]), ("FAIL", 0), "judged against 0 (no baseline)")
         eq(len([x for x in t.results if x[1] != 200]), 0, "fallback covered every failure")
         saved = json.load(open(state))
-        eq((saved["version"], saved["phase"]), (2, "rolled_back"), "persisted")
+        eq((saved["version"], saved["phase"]), (3, "rolled_back"), "persisted")
     finally:
         for p in (r, n, o):
             if p:
@@ -654,6 +654,37 @@ def case_manual_mode_and_percentage_api():
         status, _, body = r.admin("POST", "/ofrep/v1/evaluate/flags/use_new_provider",
                                   {"context": {"targetingKey": "m"}})
         eq(json.loads(body)["variant"], "original", "OFREP sees the effective percentage")
+    finally:
+        for p in (r, n, o):
+            if p:
+                p.stop()
+
+
+def case_manual_percentage_survives_a_restart():
+    """Manual mode: a promote or a PUT set the percentage in memory only; a restart went
+    back to the file's, though the state file said the stage was promoted."""
+    state, audit = tmp_path("manual-keep.state"), tmp_path("manual-keep-audit.jsonl")
+    o, n = sims()
+    r = None
+    try:
+        extra = rollout_block(state, audit, mode="manual")
+        cfg = router_config(o, n, percentage=10, extra=extra)
+        r = Router(cfg)
+        code, _, _ = r.admin("POST", "/admin/rollout/promote")
+        eq(code, 200, "promote")
+        eq(status_of(r)["percentage"], 50, "promoted")
+        r.stop()
+        r = Router(cfg, name="router-after-promote")
+        eq(status_of(r)["percentage"], 50, "the promoted percentage after a restart")
+        code, _, _ = r.admin("PUT", "/admin/flags/use_new_provider", {"percentage": 25})
+        eq(code, 200, "PUT")
+        r.stop()
+        r = Router(cfg, name="router-after-put")
+        eq(status_of(r)["percentage"], 25, "the admin's percentage after a restart")
+        r.stop()
+        # a new percentage written in the file replaces the admin's, restart or not
+        r = Router(router_config(o, n, percentage=20, extra=extra), name="router-new-file")
+        eq(status_of(r)["percentage"], 20, "the file's new percentage")
     finally:
         for p in (r, n, o):
             if p:

@@ -1237,6 +1237,15 @@ static void test_parse_rejects(void **state)
         "{\"version\":3,\"phase\":\"progressing\",\"stage\":0,\"stage_bp\":1000,"
         "\"stage_started_ms\":1,\"consecutive_failures\":0,\"corrupt\":false,\"updated_ms\":1,"
         "\"reason\":\"\",\"baseline_requests\":0,\"baseline_errors\":0}",
+        /* version 3 with a manual percentage out of range, an unknown version */
+        "{\"version\":3,\"phase\":\"progressing\",\"stage\":0,\"stage_bp\":1000,"
+        "\"stage_started_ms\":1,\"consecutive_failures\":0,\"corrupt\":false,\"updated_ms\":1,"
+        "\"reason\":\"\",\"baseline_requests\":0,\"baseline_errors\":0,\"manual_bp\":10001,"
+        "\"manual_file_bp\":-1}",
+        "{\"version\":4,\"phase\":\"progressing\",\"stage\":0,\"stage_bp\":1000,"
+        "\"stage_started_ms\":1,\"consecutive_failures\":0,\"corrupt\":false,\"updated_ms\":1,"
+        "\"reason\":\"\",\"baseline_requests\":0,\"baseline_errors\":0,\"manual_bp\":-1,"
+        "\"manual_file_bp\":-1}",
         /* more baseline errors than requests, a negative count */
         "{\"version\":2,\"phase\":\"progressing\",\"stage\":0,\"stage_bp\":1000,"
         "\"stage_started_ms\":1,\"consecutive_failures\":0,\"corrupt\":false,\"updated_ms\":1,"
@@ -1387,12 +1396,28 @@ static void test_serialize_buffer(void **state)
     rollout_state_init(&st, &p, T0);
     n = rollout_state_serialize(&st, buf, sizeof(buf));
     assert_true(n > 0);
-    contains(buf, "\"version\":2");
-    contains(buf, "\"baseline_requests\":0,\"baseline_errors\":0}");
+    contains(buf, "\"version\":3");
+    contains(buf, "\"baseline_requests\":0,\"baseline_errors\":0,\"manual_bp\":-1,"
+                  "\"manual_file_bp\":-1}");
     contains(buf, "\"stage_started_ms\":1714564800000");
     assert_int_equal(rollout_state_serialize(&st, buf, (size_t)n), -1);
     assert_int_equal(rollout_state_serialize(&st, buf, (size_t)n + 1), n);
     assert_int_equal(rollout_state_serialize(&st, NULL, 0), -1);
+    /* the manual percentage round-trips; a version 2 file has none */
+    st.manual_bp = 5000;
+    st.manual_file_bp = 1000;
+    n = rollout_state_serialize(&st, buf, sizeof(buf));
+    rollout_state_t back;
+    assert_int_equal(rollout_state_parse(buf, (size_t)n, &back), 0);
+    assert_int_equal(back.manual_bp, 5000);
+    assert_int_equal(back.manual_file_bp, 1000);
+    static const char v2[] =
+        "{\"version\":2,\"phase\":\"progressing\",\"stage\":0,\"stage_bp\":1000,"
+        "\"stage_started_ms\":1,\"consecutive_failures\":0,\"corrupt\":false,\"updated_ms\":1,"
+        "\"reason\":\"\",\"baseline_requests\":0,\"baseline_errors\":0}";
+    assert_int_equal(rollout_state_parse(v2, sizeof(v2) - 1, &back), 0);
+    assert_int_equal(back.manual_bp, -1);
+    assert_int_equal(back.manual_file_bp, -1);
     /* An unterminated reason is cut, not over-read. */
     memset(st.reason, 'x', sizeof(st.reason));
     n = rollout_state_serialize(&st, buf, sizeof(buf));
