@@ -108,6 +108,15 @@ static int valid_confidence(double c)
     return c >= 0.5 && c < 1.0;
 }
 
+/* The gate's verdict from the interval of the difference: above the tolerance for sure
+ * fails, within it for sure passes, anything else is not known yet. */
+static stats_verdict_t interval_verdict(const stats_prop_result_t *r, double tolerance)
+{
+    if (r->lower > tolerance)
+        return STATS_FAIL;
+    return r->upper <= tolerance ? STATS_PASS : STATS_INCONCLUSIVE;
+}
+
 stats_prop_result_t stats_error_rate_gate(uint64_t err_new, uint64_t n_new, uint64_t err_orig,
                                           uint64_t n_orig, double tolerance, double confidence,
                                           uint64_t min_n)
@@ -135,10 +144,7 @@ stats_prop_result_t stats_error_rate_gate(uint64_t err_new, uint64_t n_new, uint
         r.diff + sqrt((hi_n - r.p_new) * (hi_n - r.p_new) + (r.p_orig - lo_o) * (r.p_orig - lo_o));
     if (n_new < min_n || n_orig < min_n)
         return r;
-    if (r.lower > tolerance)
-        r.verdict = STATS_FAIL;
-    else if (r.upper <= tolerance)
-        r.verdict = STATS_PASS;
+    r.verdict = interval_verdict(&r, tolerance);
     return r;
 }
 
@@ -162,10 +168,7 @@ stats_prop_result_t stats_error_rate_vs_rate(uint64_t err_new, uint64_t n_new, d
     r.upper = hi_n - p_ref;
     if (n_new < min_n)
         return r;
-    if (r.lower > tolerance)
-        r.verdict = STATS_FAIL;
-    else if (r.upper <= tolerance)
-        r.verdict = STATS_PASS;
+    r.verdict = interval_verdict(&r, tolerance);
     return r;
 }
 

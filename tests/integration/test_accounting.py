@@ -23,10 +23,10 @@ NEW_PRICED = """
       claude-sonnet-4.5: { input: 0.50, output: 2.50 }"""
 
 
-def _stack(log_path, percentage=50, extra="", sim_args=()):
+def _stack(log_path, percentage=50, extra="", sim_args=(), new_priced=NEW_PRICED):
     o = Sim("original", *sim_args)
     n = Sim("new", *sim_args)
-    cfg = router_config(o, n, percentage=percentage, original_extra=PRICED, new_extra=NEW_PRICED,
+    cfg = router_config(o, n, percentage=percentage, original_extra=PRICED, new_extra=new_priced,
                         extra=f'access_log: {{ path: "{log_path}" }}\n' + extra)
     try:
         r = Router(cfg)
@@ -171,17 +171,8 @@ def case_unpriced_model_has_no_cost_series_and_is_counted_unknown():
     out and the request is counted in switchyard_requests_cost_unknown_total. The same
     for the cost at the original's prices. A request nothing served has no cost to know."""
     log = tmp_path(f"access-{time.monotonic_ns()}.jsonl")
-    o = Sim("original")
-    n = Sim("new")
     relay_only = NEW_PRICED + "\n      relay-only-model: { input: 1.00, output: 2.00 }"
-    cfg = router_config(o, n, percentage=100, original_extra=PRICED, new_extra=relay_only,
-                        extra=f'access_log: {{ path: "{log}" }}\n')
-    try:
-        r = Router(cfg)
-    except Exception:
-        o.stop()
-        n.stop()
-        raise
+    o, n, r, cfg = _stack(log, percentage=100, new_priced=relay_only)
     odd = 'odd"name\\x'  # a quote and a backslash: escaped in the label
     try:
         for i, (model, fault) in enumerate((("no-price-model", None), (odd, None),

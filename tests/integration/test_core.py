@@ -437,6 +437,22 @@ def _raw_stream_request(port, extra_headers="", version="1.1"):
     return s
 
 
+def _read_to_close(s, what):
+    """Everything the server sends until it closes the connection (5 s at most), then
+    closes the socket; fails with `what` when the server keeps it open."""
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+    except socket.timeout:
+        check(False, f"{what}: still open 5 s on, after {data[-120:]!r}")
+    finally:
+        s.close()
+
+
 def case_connection_after_a_stream_gets_the_client_timeout_again():
     # A stream lifts its connection's timeout to the stream's length (an SSE client sends
     # nothing); when it ends, an idle keep-alive connection must again be closed after
@@ -468,17 +484,7 @@ def case_connection_close_is_honoured_after_a_stream():
     # drop_sent_headers) but must keep "Connection": evhttp reads it when the reply ends.
     with stack(percentage=0) as (o, n, r):
         s = _raw_stream_request(r.port, "Connection: close\r\n")
-        data = b""
-        try:
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        except socket.timeout:
-            check(False, "connection still open 5 s after a Connection: close stream")
-        finally:
-            s.close()
+        data = _read_to_close(s, "a Connection: close stream")
         check(b"data: [DONE]" in data, "stream complete")
         check(b"\r\nConnection: close\r\n" in data.split(b"\r\n\r\n")[0] + b"\r\n",
               "Connection: close answered")
@@ -490,17 +496,7 @@ def case_http10_keepalive_client_gets_a_stream_that_ends():
     # the connection open under the events.
     with stack(percentage=0) as (o, n, r):
         s = _raw_stream_request(r.port, "Connection: keep-alive\r\n", version="1.0")
-        data = b""
-        try:
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        except socket.timeout:
-            check(False, f"HTTP/1.0 stream not ended 5 s on: {data[-200:]!r}")
-        finally:
-            s.close()
+        data = _read_to_close(s, "an HTTP/1.0 stream")
         head, _, body = data.partition(b"\r\n\r\n")
         check(b"content-length" not in head.lower(), f"no length for a stream: {head!r}")
         check(b"\r\nConnection: close" in head + b"\r\n", f"close announced: {head!r}")
@@ -589,17 +585,7 @@ def case_sigterm_lets_the_last_streams_end_whole():
         t0 = time.monotonic()
         r.proc.send_signal(signal.SIGTERM)
         for i, s in enumerate(streams):
-            data = b""
-            try:
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-            except socket.timeout:
-                pass
-            finally:
-                s.close()
+            data = _read_to_close(s, f"stream {i} at SIGTERM")
             check(data.startswith(b"HTTP/1.1 200"), f"stream {i}: {data[:60]!r}")
             check(data.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"),
                   f"stream {i} ended whole at SIGTERM: {data[-80:]!r}")
