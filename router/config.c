@@ -1044,7 +1044,9 @@ static int field_api_key_env(ld_t *ld, const node_t *val, const char *path, void
 {
     config_provider_t *p = out;
     (void)arg;
-    return load_env(ld, val, path, &p->api_key_env, &p->api_key);
+    int rc = load_env(ld, val, path, &p->api_key_env, &p->api_key);
+    p->api_key_len = p->api_key ? strlen(p->api_key) : 0;
+    return rc;
 }
 
 static int field_timeout(ld_t *ld, const node_t *val, const char *path, void *out, intptr_t arg)

@@ -42,6 +42,7 @@ typedef struct {
     char *base_url;   /* e.g. "http://127.0.0.1:8101/v1", no trailing '/' */
     char *api_key_env;/* NULL when the provider takes no key */
     char *api_key;    /* value of $api_key_env at load time, or NULL */
+    size_t api_key_len; /* its length (the echo check runs on every upstream header) */
     struct {
         long connect_ms, first_byte_ms, idle_ms, total_ms;
     } timeouts;

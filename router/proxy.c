@@ -144,6 +144,7 @@ struct proxy_req {
     unsigned accounted : 1;
     unsigned truncated : 1;
     unsigned first_byte_seen : 1;
+    unsigned legacy_text : 1; /* /v1/completions: stream text is in "text", not "content" */
     long long paused_at_ms;
     fail_class_t fail;
     uint32_t client_sent; /* bytes handed to the client's connection, mod 2^32 */
@@ -449,7 +450,7 @@ static struct evhttp_request *take_req(proxy_req_t *p)
     stop_close_watch(p);
     p->client_done = 1;
     p->req = NULL;
-    if (req && p->w->draining)
+    if (req && p->w->draining && evhttp_request_get_connection(req))
         worker_track_write(p->w, req, p->evcon);
     return req;
 }
@@ -664,7 +665,7 @@ static size_t client_backlog(proxy_req_t *p)
  * has_usage: what usage_event_has_usage says of it, when the caller knows (-1: not). */
 static void inspect_event(proxy_req_t *p, const char *ev, size_t len, int has_usage)
 {
-    if (usage_event_has_content(ev, len, p->log_path && !strcmp(p->log_path, "/v1/completions")))
+    if (usage_event_has_content(ev, len, p->legacy_text))
         p->content_events++;
     if (sse_event_is_last(ev, len))
         p->saw_end = 1;
@@ -951,7 +952,7 @@ static const char *find_provider_key(const proxy_req_t *p, const char *s, size_t
     const char *first = NULL;
     for (int r = 0; r < CONFIG_N_ROLES; r++) {
         const char *k = p->cfg->providers[r].api_key;
-        size_t kl = k ? strlen(k) : 0;
+        size_t kl = p->cfg->providers[r].api_key_len;
         if (kl < 8 || n < kl) /* a key that short would match by chance: none is */
             continue;
         const char *f = memmem(s, n, k, kl);
@@ -1532,7 +1533,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     const config_provider_t *pv = &p->cfg->providers[p->role];
     if (p->paused) {
         uint32_t read = client_read(p);
-        if (p->kind != CLIENT_WS && read != p->stall_mark && !p->hold_full) {
+        /* Forward only: framing added under a paused stream (heartbeats, chunks held
+         * over HTTP/2) lowers the count without any read. */
+        if (p->kind != CLIENT_WS && (int32_t)(read - p->stall_mark) > 0 && !p->hold_full) {
             /* Slow is not stalled: a client still reading gets the stall time anew
              * (the backlog stays bounded: paused, or held up to CLIENT_HOLD_MAX). */
             p->stall_mark = read;
@@ -2332,6 +2335,7 @@ static void proxy_begin(proxy_req_t *p, const char *path, const char *query, cha
         }
         have_info = 1;
         p->stream_req = info.stream != 0;
+        p->legacy_text = strcmp(path, "/v1/completions") == 0;
         /* Streams are only accountable with usage: ask for it when the client did not
          * (chat and legacy completions take stream_options), and hide it again. */
         if (p->kind == CLIENT_HTTP &&
@@ -2672,6 +2676,9 @@ void proxy_handle(struct evhttp_request *req, void *arg)
         if (cur->cors.n_allow_origins > 0 && http_header(in, "Origin") && !origin)
             reply_early(req, cur, NULL, 403, "invalid_request_error", "origin_not_allowed",
                         "This origin may not open a WebSocket here.");
+        else if (w->draining) /* a keep-alive connection during the drain: no new socket */
+            reply_early(req, cur, origin, 503, "server_error", "going_away",
+                        "The server is shutting down.");
         else
             ws_accept(w, req, client);
         return;

@@ -317,8 +317,11 @@ void ws_chat_finished(ws_conn_t *c, void *chat)
             c->chats[i] = c->chats[--c->n_chats];
             break;
         }
-    if (c->going_away && c->n_chats == 0)
-        close_with(c, 1001, "going away");
+    /* Closed from the timer, not here: the caller still holds c. */
+    if (c->going_away && c->n_chats == 0 && c->timer) {
+        struct timeval now = {0, 0};
+        evtimer_add(c->timer, &now);
+    }
 }
 
 void ws_worker_going_away(worker_t *w)
@@ -408,6 +411,10 @@ static void handle_subscribe(ws_conn_t *c, const wsmsg_t *m)
 
 static void handle_chat(ws_conn_t *c, wsmsg_t *m)
 {
+    if (c->going_away) { /* the worker drains: no new work, or it never gets to stop */
+        send_error(c, m->id, "server_error", "going_away", "the server is shutting down");
+        return;
+    }
     if (c->client && !(c->client->permissions & CLIENT_PERM_CHAT)) {
         send_error(c, m->id, "invalid_request_error", "permission_denied",
                    "this key may not chat");
@@ -581,6 +588,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     ws_conn_t *c = arg;
     if (c->closing) { /* CLOSE_GRACE_MS after the close frame was queued */
         conn_free(c);
+        return;
+    }
+    if (c->going_away && c->n_chats == 0) {
+        close_with(c, 1001, "going away");
         return;
     }
     if (follow_reload(c) < 0)

@@ -597,3 +597,26 @@ def case_sigterm_lets_the_last_streams_end_whole():
         r.proc.wait(timeout=10)
         eq(r.proc.returncode, 0, "clean exit")
         check(time.monotonic() - t0 < 5, "stopped once the streams were out, not at the deadline")
+
+
+def case_no_new_websocket_while_draining():
+    # A keep-alive connection can still ask for a WebSocket after SIGTERM; a new socket
+    # then held the worker until the drain deadline (it was never told 1001).
+    with stack(percentage=0, sim_opts={"latency_ms": 800}, workers=1) as (o, n, r):
+        keep = socket.create_connection(("127.0.0.1", r.port), timeout=5)
+        keep.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        check(keep.recv(4096).startswith(b"HTTP/1.1 200"), "keep-alive connection up")
+        slow = _raw_stream_request(r.port)  # keeps the worker draining for a while
+        time.sleep(0.1)
+        t0 = time.monotonic()
+        r.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        keep.sendall(b"GET /v1/realtime HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        answer = keep.recv(4096)
+        keep.close()
+        check(answer.startswith(b"HTTP/1.1 503"), f"no WebSocket while draining: {answer[:80]!r}")
+        _read_to_close(slow, "the stream in flight")
+        r.proc.wait(timeout=10)
+        check(time.monotonic() - t0 < 5, "stopped when the stream ended, not at the deadline")

@@ -886,3 +886,24 @@ def case_a_websocket_that_never_reads_its_close_is_dropped():
         ws.close()
         check(not held, "the router still holds a WebSocket whose close frame nobody reads")
         print(f"  unread close frame: connection dropped after {took:.1f} s")
+
+
+def case_a_browser_stream_that_stops_reading_is_dropped_despite_heartbeats():
+    # Slow-but-reading counts progress by what the client took off its connection. The
+    # heartbeats a browser stream gets while paused add chunk framing to the backlog and
+    # not to the count, which read as a change and restarted the stall clock for ever.
+    extra = policy(stall=1500) + "realtime: { heartbeat_ms: 300 }\n"
+    slow_total = "    timeouts: { connect_ms: 500, first_byte_ms: 2000, idle_ms: 2000, total_ms: 30000 }"
+    with Stack(percentage=0, extra=extra, sim_opts={"chunks": 100000},
+               timeouts=slow_total) as s:
+        c = socket.create_connection(("127.0.0.1", s.r.port), timeout=10)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.sendall(b"GET /v1/stream?model=gpt-4.1&message=hi HTTP/1.1\r\nHost: x\r\n"
+                  b"x-user-id: sse-stall\r\n\r\n")
+        c.recv(1024)  # the head, then nothing more is read
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "event=client_stalled" not in s.r.stderr_text():
+            time.sleep(0.1)
+        c.close()
+        check("event=client_stalled" in s.r.stderr_text(),
+              "a browser stream that stopped reading was never dropped (heartbeats)")
