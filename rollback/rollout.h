@@ -225,7 +225,7 @@ rollout_decision_t rollout_reset(rollout_state_t *st, const rollout_policy_t *po
                                  const char *who);
 
 /* Persistence: one JSON object, no newline,
- *   {"version":2,"phase":"progressing","stage":0,"stage_bp":1000,"stage_started_ms":...,
+ *   {"version":3,"phase":"progressing","stage":0,"stage_bp":1000,"stage_started_ms":...,
  *    "consecutive_failures":0,"corrupt":false,"updated_ms":...,"reason":"...",
  *    "baseline_requests":0,"baseline_errors":0,"manual_bp":-1,"manual_file_bp":-1}
  * Parse is strict: every key exactly once, no other key, the right types, integral

@@ -204,8 +204,9 @@ static void clamp_clock(controller_t *c, long long now)
     persist(c);
 }
 
-/* An admin's percentage (manual mode, or no rollout): kept in the state, so a restart
- * keeps it while the file's percentage is the one it replaced. */
+/* An admin's percentage: in manual mode it is kept in the state file, so a restart keeps
+ * it while the file's percentage is the one it replaced (with no rollout block there is
+ * no state file, and it lasts until the restart). */
 static void set_manual(controller_t *c, int bp)
 {
     c->manual_bp = bp;
@@ -426,8 +427,15 @@ static void adopt(controller_t *c, const config_t *cfg, const char *who)
     rollout_mode_t old_mode = c->pol.mode;
     int old_file_bp = c->file_bp;
     c->file_bp = file_percentage(cfg);
-    if (old_file_bp != c->file_bp)
+    if (old_file_bp != c->file_bp) {
         c->manual_bp = -1; /* a new percentage in the file replaces an admin's */
+        if (was_active && c->st.manual_bp >= 0) {
+            /* ...for good: a restart must not bring it back, even if the file later
+             * says the old percentage again */
+            c->st.manual_bp = c->st.manual_file_bp = -1;
+            persist(c);
+        }
+    }
     c->active = cfg->rollout.present;
     if (!c->active) {
         publish(c);
@@ -846,10 +854,6 @@ int controller_set_percentage(controller_t *c, const char *flag, const char *bod
     cJSON_Delete(doc);
     set_manual(c, bp);
     publish(c);
-    if (c->active && persist(c) < 0) {
-        *json = not_saved(c, "set_percentage");
-        return 500;
-    }
     char line[512];
     snprintf(line, sizeof(line),
              "{\"ts_ms\":%lld,\"who\":\"%s\",\"action\":\"set_percentage\",\"flag\":\"%s\","
@@ -870,6 +874,11 @@ int controller_set_percentage(controller_t *c, const char *flag, const char *bod
         }
     }
     log_info("event=percentage_set who=%s flag=%s percentage=%g", who, flag, bp / 100.0);
+    /* Live and audited either way; the reply says when the state file did not take it. */
+    if (c->active && persist(c) < 0) {
+        *json = not_saved(c, "set_percentage");
+        return 500;
+    }
     *json = controller_status_json(c);
     return 200;
 }

@@ -685,6 +685,22 @@ def case_manual_percentage_survives_a_restart():
         # a new percentage written in the file replaces the admin's, restart or not
         r = Router(router_config(o, n, percentage=20, extra=extra), name="router-new-file")
         eq(status_of(r)["percentage"], 20, "the file's new percentage")
+        # ...for good: the file going back to 10 by reload does not revive the admin's 25
+        code, _, _ = r.admin("PUT", "/admin/flags/use_new_provider", {"percentage": 30})
+        eq(code, 200, "PUT 30 over the file's 20")
+        with open(r.config_path, "w") as f:
+            f.write(router_config(o, n, percentage=40, extra=extra))
+        code, _, _ = r.admin("POST", "/admin/reload")
+        eq(code, 200, "reload to 40")
+        eq(status_of(r)["percentage"], 40, "the file's 40 replaces the admin's 30")
+        with open(r.config_path, "w") as f:
+            f.write(router_config(o, n, percentage=20, extra=extra))
+        code, _, _ = r.admin("POST", "/admin/reload")
+        eq(code, 200, "reload back to 20")
+        cfg20 = open(r.config_path).read()
+        r.stop()
+        r = Router(cfg20, name="router-file-back")
+        eq(status_of(r)["percentage"], 20, "the replaced admin's 30 does not come back")
     finally:
         for p in (r, n, o):
             if p:
