@@ -2195,6 +2195,25 @@ static const field_t top_fields[] = {
     {"realtime", field_realtime, 0, 0, 0},
 };
 
+/* Prices are looked up by the model name clients send: a price keyed by a provider-side
+ * name that `models` maps to (and that no client sends under that name) never applies,
+ * and every request of that model would show an unknown cost. */
+static void warn_price_never_used(ld_t *ld, const config_provider_t *p, const char *model)
+{
+    const char *from = NULL;
+    for (size_t j = 0; j < p->n_models; j++) {
+        if (strcmp(p->models[j].from, model) == 0)
+            return; /* also a client-facing name */
+        if (strcmp(p->models[j].to, model) == 0)
+            from = p->models[j].from;
+    }
+    if (from)
+        warn(ld, ld->provider_node[role_of(ld, p)],
+             "providers.%s.pricing `%s` is the provider's name for `%s`: prices are looked up "
+             "by the model name clients send, so key it `%s`",
+             p->role, model, from, from);
+}
+
 /* 1 when the URL's host is this machine (127.0.0.0/8, ::1, localhost). */
 static int url_host_is_loopback(const char *url)
 {
@@ -2434,6 +2453,16 @@ static void finish(ld_t *ld, const node_t *root)
             warn(ld, ld->provider_node[r], "providers.%s.ca_file has no effect: base_url is not https://",
                  p->role);
     }
+    for (int r = 0; r < CONFIG_N_ROLES; r++) {
+        const config_provider_t *p = &c->providers[r];
+        for (size_t i = 0; i < p->n_pricing; i++)
+            warn_price_never_used(ld, p, p->pricing[i].model);
+    }
+    if (c->realtime.ping_interval_ms >= c->realtime.idle_timeout_ms)
+        warn(ld, root,
+             "realtime.ping_interval_ms (%ld) is not below realtime.idle_timeout_ms (%ld): "
+             "a quiet WebSocket is closed as idle before it is pinged",
+             c->realtime.ping_interval_ms, c->realtime.idle_timeout_ms);
     if (c->fallback.max_attempts == 1 && c->fallback.retry_same_provider > 0)
         warn(ld, root,
              "fallback.retry_same_provider (%ld) has no effect: fallback.max_attempts 1 allows "

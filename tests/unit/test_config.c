@@ -438,6 +438,33 @@ static void test_contradictions_warned(void **state)
     config_unref(c);
 }
 
+static void test_unreachable_price_and_ping_warned(void **state)
+{
+    (void)state;
+    config_t *c =
+        expect_ok(PROVIDERS "    models: { \"claude-sonnet-4.5\": \"claude-sonnet-4-5\" }\n"
+                            "    pricing:\n"
+                            "      \"claude-sonnet-4-5\": { input: 1, output: 2 }\n"
+                            "      \"claude-sonnet-4.5\": { input: 1, output: 2 }\n"
+                            "realtime: { ping_interval_ms: 3600000, idle_timeout_ms: 200 }\n");
+    assert_int_equal(errs.n_warnings, 2);
+    int price = 0, ping = 0;
+    for (size_t i = 0; i < errs.n_warnings; i++) {
+        price += strstr(errs.warnings[i], "providers.new.pricing `claude-sonnet-4-5` is the "
+                                          "provider's name for `claude-sonnet-4.5`") != NULL;
+        ping +=
+            strstr(errs.warnings[i], "realtime.ping_interval_ms (3600000) is not below") != NULL;
+    }
+    assert_int_equal(price, 1);
+    assert_int_equal(ping, 1);
+    config_unref(c);
+    /* a name that is also sent by clients is a price in use */
+    c = expect_ok(PROVIDERS "    models: { \"a\": \"b\", \"b\": \"b\" }\n"
+                            "    pricing: { \"b\": { input: 1, output: 2 } }\n");
+    assert_int_equal(errs.n_warnings, 0);
+    config_unref(c);
+}
+
 /* ---- errors ------------------------------------------------------------------ */
 
 static void test_unknown_key_hint(void **state)
@@ -1424,6 +1451,7 @@ int main(void)
         cmocka_unit_test_teardown(test_forward_headers_credentials, teardown),
         cmocka_unit_test_teardown(test_key_in_clear_warning, teardown),
         cmocka_unit_test_teardown(test_contradictions_warned, teardown),
+        cmocka_unit_test_teardown(test_unreachable_price_and_ping_warned, teardown),
         cmocka_unit_test_teardown(test_utf8_bom, teardown),
         cmocka_unit_test_teardown(test_anchor_alias_tag, teardown),
         cmocka_unit_test_teardown(test_deep_nesting, teardown),
