@@ -620,3 +620,44 @@ def case_no_new_websocket_while_draining():
         _read_to_close(slow, "the stream in flight")
         r.proc.wait(timeout=10)
         check(time.monotonic() - t0 < 5, "stopped when the stream ended, not at the deadline")
+
+
+def case_a_websocket_chat_in_flight_at_sigterm_finishes_then_1001():
+    # A draining WebSocket with a chat in flight: that chat ends whole, a new chat on it
+    # is refused (it would keep the worker from stopping), and then it gets 1001.
+    from test_faults import _ws_open, _ws_send_text
+    with stack(percentage=0, sim_opts={"latency_ms": 400, "chunk_ms": 30, "chunks": 10},
+               workers=1) as (o, n, r):
+        ws = _ws_open(r.port)
+        _ws_send_text(ws, json.dumps(dict(CHAT, type="chat", id="first")).encode())
+        time.sleep(0.1)
+        r.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        _ws_send_text(ws, json.dumps(dict(CHAT, type="chat", id="second")).encode())
+        texts, code, buf = [], None, b""
+        ws.settimeout(5)
+        while code is None:
+            chunk = ws.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            while len(buf) >= 2:  # server frames: unmasked
+                n, at = buf[1] & 0x7F, 2
+                if n == 126:
+                    n, at = int.from_bytes(buf[2:4], "big"), 4
+                if len(buf) < at + n:
+                    break
+                op, payload, buf = buf[0] & 0x0F, buf[at:at + n], buf[at + n:]
+                if op == 1:
+                    texts.append(json.loads(payload))
+                elif op == 8:
+                    code = int.from_bytes(payload[:2], "big")
+        ws.close()
+        check(any(m.get("id") == "second" and m.get("type") == "error" and
+                  m["error"].get("code") == "going_away" for m in texts),
+              f"second chat refused: {texts}")
+        check(any(m.get("id") == "first" and m.get("type") == "complete" for m in texts),
+              f"first chat whole: {texts}")
+        eq(code, 1001, "then close 1001")
+        r.proc.wait(timeout=10)
+        eq(r.proc.returncode, 0, "clean exit")
