@@ -234,7 +234,10 @@ def case_full_stage_still_judges_new_error_rate():
     o, n = sims(new_args=("--error-rate", "1.0", "--error-status", "503"))
     r = None
     try:
-        r = Router(router_config(o, n, percentage=10, extra=rollout_block(state, audit)))
+        # Every request fails at new until it is ejected: the retry budget (20% + 5/s by
+        # default) would refuse some fallbacks, which is not what this case is about.
+        budget = "fallback: { budget: { percent: 100, min_per_second: 1000 } }\n"
+        r = Router(router_config(o, n, percentage=10, extra=rollout_block(state, audit) + budget))
         eq(status_of(r)["percentage"], 100, "resumed at 100%")
         with Traffic(r, rps=200) as t:
             st = wait_for(r, lambda s: s["phase"] in ("rolled_back", "completed"), 15,
